@@ -1,0 +1,130 @@
+r"""Quality and speed of LightGCN vs LightGCN_RLM (con, gen) on RecBole's ml-100k.
+
+Every variant trains with the same config and seeds, interleaved (seed by seed), in one process on
+one thread; early stopping on valid Recall@20; test Recall/NDCG @5/10/20 and seconds per training
+epoch are printed as a markdown table (mean ± std over seeds; ratio = s/epoch over the first variant).
+
+    OMP_NUM_THREADS=1 python benchmarks/ml100k.py --seeds 2020 2021 2022
+    OMP_NUM_THREADS=1 python benchmarks/ml100k.py --max-epochs 5 --seeds 1   # speed only
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.utils import get_trainer, init_logger, init_seed  # noqa: E402
+
+from recbole_llm import Config, get_model  # noqa: E402
+
+METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
+BASE_CONFIG = {
+    "metrics": ["Recall", "NDCG"],
+    "topk": [5, 10, 20],
+    "valid_metric": "Recall@20",
+    "epochs": 300,
+    "stopping_step": 10,
+    "eval_step": 1,
+    "train_batch_size": 2048,
+    "learning_rate": 0.001,
+    "show_progress": False,
+    "checkpoint_dir": os.path.join(tempfile.gettempdir(), "recbole_llm_bench"),
+    "state": "WARNING",
+}
+
+
+def parse_variant(text):
+    r"""``LightGCN`` or ``LightGCN_RLM:con`` or ``LightGCN_RLM:gen:align_weight=0.05``."""
+    model, *rest = text.split(":")
+    extra = {}
+    if rest:
+        extra["align"] = rest[0]
+    for item in rest[1:]:
+        key, value = item.split("=")
+        extra[key] = eval(value)
+    return model, extra
+
+
+def train_one(model_name, extra, seed, config_overrides):
+    # One profile store per seed: user profiles depend on the seed's training split.
+    store = {"profile_dir": os.path.join("profiles", f"ml-100k-seed{seed}")}
+    config = Config(model=model_name, dataset="ml-100k", config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed})
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    epoch_seconds = []
+    train_epoch = trainer._train_epoch
+
+    def timed_train_epoch(*args, **kwargs):
+        start = time.perf_counter()
+        result = train_epoch(*args, **kwargs)
+        epoch_seconds.append(time.perf_counter() - start)
+        return result
+
+    trainer._train_epoch = timed_train_epoch
+    trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    os.remove(trainer.saved_model_file)
+    return {m: float(test[m]) for m in METRICS}, statistics.median(epoch_seconds), len(epoch_seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["LightGCN", "LightGCN_RLM:con", "LightGCN_RLM:gen"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    parser.add_argument("--max-epochs", type=int, default=None, help="cap epochs (speed runs)")
+    parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    overrides = {k: eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.max_epochs:
+        overrides["epochs"] = args.max_epochs
+    results = {v: [] for v in args.variants}
+    for seed in args.seeds:
+        for variant in args.variants:
+            model, extra = parse_variant(variant)
+            metrics, sec, epochs = train_one(model, extra, seed, overrides)
+            results[variant].append((metrics, sec, epochs))
+            print(f"seed {seed} {variant}: recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f} "
+                  f"{sec:.3f} s/epoch, {epochs} epochs", file=sys.stderr, flush=True)
+    print_table(results, args)
+
+
+def _fmt(values):
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def print_table(results, args):
+    first = statistics.mean(r[1] for r in results[args.variants[0]])
+    print(f"\nml-100k, seeds {args.seeds}, {os.environ['OMP_NUM_THREADS']} thread(s), test split, mean ± std\n")
+    print("| variant | " + " | ".join(METRICS) + " | s/epoch | ratio | epochs |")
+    print("|---" * (len(METRICS) + 4) + "|")
+    for variant, runs in results.items():
+        sec = statistics.mean(r[1] for r in runs)
+        cells = [_fmt([r[0][m] for r in runs]) for m in METRICS]
+        epochs = statistics.mean(r[2] for r in runs)
+        print(f"| {variant} | " + " | ".join(cells) + f" | {sec:.3f} | {sec / first:.2f}x | {epochs:.0f} |")
+    base = results[args.variants[0]]
+    for variant, runs in list(results.items())[1:]:
+        gain = statistics.mean(r[0]["recall@20"] for r in runs) / statistics.mean(r[0]["recall@20"] for r in base) - 1
+        print(f"\n{variant}: test Recall@20 {gain:+.1%} over {args.variants[0]}", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()

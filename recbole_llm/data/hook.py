@@ -1,0 +1,116 @@
+r"""The dataset hook: profile vectors as float tensors in RecBole's internal id order.
+
+Rows are matched by raw token after RecBole's filtering and remapping, never by file order; row 0
+(RecBole's padding id) is zero. A missing store is built first with the configured backends; a
+store whose training split differs from this run's is refused (its user profiles would leak or be
+wrong) unless it was written by the configured backends, in which case it is brought up to date.
+"""
+
+from logging import getLogger
+
+import numpy as np
+import torch
+
+from recbole_llm.profiles.builder import ProfileBuilder, profile_dir
+from recbole_llm.profiles.records import split_fingerprint
+from recbole_llm.profiles.store import ProfileStore, ProfileStoreError
+
+MISSING_POLICIES = ("error", "zero", "mean")
+
+
+def profile_tensors(config, train_dataset):
+    r"""Return (user_profile [n_users, d], item_profile [n_items, d]) float32 tensors for the run."""
+    policy = config["profile_missing"]
+    if policy not in MISSING_POLICIES:
+        raise ValueError(f"profile_missing must be one of {MISSING_POLICIES}, got {policy!r}")
+    store = ensure_store(config, train_dataset)
+    user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy)
+    item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy)
+    if user.shape[1] != item.shape[1]:
+        raise ProfileStoreError(
+            f"{store.file('user.npy')} has dim {user.shape[1]} but {store.file('item.npy')} has dim {item.shape[1]}: "
+            "both must come from the same embedder. Rebuild with `python -m recbole_llm.profiles build --force`."
+        )
+    manifest_dim = store.read_manifest().get("dim")
+    if manifest_dim is not None and manifest_dim != user.shape[1]:
+        raise ProfileStoreError(
+            f"{store.file('manifest.json')} says dim {manifest_dim}, the vectors have {user.shape[1]}. "
+            "Rebuild with `python -m recbole_llm.profiles build --force`."
+        )
+    return torch.from_numpy(user), torch.from_numpy(item)
+
+
+def ensure_store(config, train_dataset):
+    r"""Return the run's store, building or completing it when that is safe (see module docstring)."""
+    logger = getLogger()
+    store = ProfileStore(profile_dir(config))
+    if not store.exists():
+        logger.info(f"No profile store at {store.path}: building it now (run `python -m recbole_llm.profiles build` to do this ahead).")
+        _build(config, train_dataset, logger)
+        return store
+    manifest = store.read_manifest()
+    builder = ProfileBuilder(config, train_dataset)
+    own = manifest.get("llm") == builder.backend.identity and manifest.get("embedder") == builder.embedder.identity
+    if own:
+        summary = builder.build()
+        if any(summary["generated"].values()) or any(summary["embedded"].values()):
+            logger.info(f"Profile store {store.path} brought up to date: {summary}")
+        return store
+    if manifest.get("split_fingerprint") != split_fingerprint(train_dataset):
+        raise ProfileStoreError(
+            f"{store.file('manifest.json')}: the store's user profiles were written for another training split "
+            f"(written by {manifest.get('llm')}), so they would leak or mismatch this run's split. Rebuild it for "
+            f"this split with `python -m recbole_llm.profiles build --dataset={config['dataset']} --force` "
+            "(same config files), or point profile_dir at a store built for this split."
+        )
+    logger.info(
+        f"Using profile store {store.path} as written (llm {manifest.get('llm')}, embedder {manifest.get('embedder')}); "
+        f"the config names {builder.backend.identity} / {builder.embedder.identity}: rebuild with --force to switch."
+    )
+    return store
+
+
+def _build(config, train_dataset, logger):
+    summary = ProfileBuilder(config, train_dataset).build()
+    logger.info(f"Profile store built: {summary}")
+
+
+def _aligned(store, kind, dataset, field, policy):
+    ids, vectors, _ = store.read_vectors(kind)
+    npy = store.file(f"{kind}.npy")
+    token2id = dataset.field2token_id[field]
+    internal = np.fromiter((token2id.get(t, -1) for t in ids), dtype=np.int64, count=len(ids))
+    extra = [t for t, i in zip(ids, internal) if i <= 0]
+    if extra:
+        raise ProfileStoreError(
+            f"{store.file(kind + '_ids.txt')}: {len(extra)} {kind} ids are not in dataset {dataset.dataset_name} "
+            f"after filtering (e.g. {extra[:5]}). The store was built for other data or filtering: rebuild it with "
+            f"`python -m recbole_llm.profiles build --dataset={dataset.dataset_name} --force` or set profile_dir."
+        )
+    if len(set(internal.tolist())) != len(internal):
+        raise ProfileStoreError(f"{store.file(kind + '_ids.txt')}: duplicate ids. Rebuild the store with --force.")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = [ids[r] for r in np.flatnonzero(~finite)]
+        raise ProfileStoreError(
+            f"{npy}: {len(bad)} {kind} rows hold NaN or inf (ids e.g. {bad[:5]}). Re-embed them with "
+            "`python -m recbole_llm.profiles build --force`."
+        )
+    n = dataset.num(field)
+    table = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+    table[internal] = vectors
+    present = np.zeros(n, dtype=bool)
+    present[internal] = True
+    missing = np.flatnonzero(~present[1:]) + 1
+    if len(missing):
+        tokens = dataset.field2id_token[field][missing[:5]].tolist()
+        message = f"{len(missing)} of {n - 1} {kind}s of dataset {dataset.dataset_name} have no profile in {store.path} (e.g. {tokens})"
+        if policy == "error":
+            raise ProfileStoreError(
+                f"{message}. Complete the store with `python -m recbole_llm.profiles build --dataset={dataset.dataset_name}`, "
+                "or set profile_missing: zero or mean."
+            )
+        if policy == "mean":
+            table[missing] = vectors.mean(axis=0)
+        getLogger().warning(f"{message}: using {policy} vectors for them (profile_missing={policy}).")
+    return table

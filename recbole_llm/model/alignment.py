@@ -1,0 +1,141 @@
+r"""
+RLMRec alignment losses
+################################################
+
+Reference:
+    Xubin Ren et al. "Representation Learning with Large Language Models for Recommendation." in WWW 2024.
+
+Reference code:
+    https://github.com/HKUDS/RLMRec
+
+Both losses pull collaborative (CF) embeddings towards semantic profile vectors with an InfoNCE over
+cosine similarities. They are written once here and used by every ``<Base>_RLM`` model.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_WEIGHT = {"con": 0.01, "gen": 0.1}
+DEFAULT_TEMPERATURE = {"con": 0.2, "gen": 0.5}
+USER_NEGATIVES = ("all", "batch")
+
+
+def info_nce(anchor, positive, candidates, temperature, candidate_log_weight=None):
+    r"""Per-row InfoNCE ``-log(exp(cos(a, p)/t) / sum_c w_c exp(cos(a, c)/t))``.
+
+    Args:
+        anchor (torch.Tensor): [B, d].
+        positive (torch.Tensor): [B, d], row b is the positive of anchor b.
+        candidates (torch.Tensor): [C, d], the denominator's candidates (they include the positives).
+        temperature (float): softmax temperature.
+        candidate_log_weight (torch.Tensor, optional): [C] log multiplicity of each candidate, so that
+            a candidate standing for k identical in-batch rows counts k times (exact deduplication).
+
+    Returns:
+        torch.Tensor: [B] losses.
+    """
+    anchor = F.normalize(anchor, dim=-1) / temperature
+    candidates = F.normalize(candidates, dim=-1)
+    positive = candidates if positive is candidates else F.normalize(positive, dim=-1)
+    logits = anchor @ candidates.T
+    if candidate_log_weight is not None:
+        logits = logits + candidate_log_weight
+    return torch.logsumexp(logits, dim=-1) - (anchor * positive).sum(dim=-1)
+
+
+def _in_batch_info_nce(anchor, target, counts, temperature):
+    r"""Summed in-batch InfoNCE over DISTINCT ids weighted by their batch counts.
+
+    A repeated id gives identical rows and identical candidates, so this equals the InfoNCE over the
+    full batch (each row's candidates = all the batch's targets) at (distinct ids)^2 cost instead of B^2.
+    """
+    counts = counts.to(anchor.dtype)
+    return (info_nce(anchor, target, target, temperature, counts.log()) * counts).sum()
+
+
+def _mlp(in_dim, out_dim):
+    hidden = (in_dim + out_dim) // 2
+    mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
+    for layer in (mlp[0], mlp[2]):
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return mlp
+
+
+class ContrastiveAlignment(nn.Module):
+    r"""RLMRec-Con: profiles projected into the CF space, contrasted with the CF embeddings.
+
+    One MLP ``Linear(d_s, (d_s+d)/2) -> LeakyReLU -> Linear(d)`` projects user and item profiles.
+    Each batch user is contrasted with all users' projected profiles (``user_negatives='all'``, as
+    RLMRec) or with the batch's users only (``'batch'``: cost independent of the user count); the
+    positive and negative items each with the in-batch projected item profiles. The three summed
+    losses are divided by the batch size.
+    """
+
+    def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all"):
+        super().__init__()
+        if user_negatives not in USER_NEGATIVES:
+            raise ValueError(f"align_user_negatives must be one of {USER_NEGATIVES}, got {user_negatives!r}")
+        self.temperature = temperature
+        self.user_negatives = user_negatives
+        self.projector = _mlp(profile_dim, embedding_dim)
+
+    def forward(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
+        r"""Args: ``user_all, item_all`` the step's final CF embeddings of all users / items;
+        ``user, pos_item, neg_item`` the batch [B]; ``user_profile, item_profile`` all profile
+        vectors, row = internal id (row 0 = padding)."""
+        t = self.temperature
+        pos_ids, pos_counts = torch.unique(pos_item, return_counts=True)
+        neg_ids, neg_counts = torch.unique(neg_item, return_counts=True)
+        # Each distinct item of the batch is projected once.
+        items, inverse = torch.unique(torch.cat([pos_ids, neg_ids]), return_inverse=True)
+        pos_p, neg_p = self.projector(item_profile[items])[inverse].split([len(pos_ids), len(neg_ids)])
+        loss = _in_batch_info_nce(item_all[pos_ids], pos_p, pos_counts, t)
+        loss = loss + _in_batch_info_nce(item_all[neg_ids], neg_p, neg_counts, t)
+        user_ids, user_counts = torch.unique(user, return_counts=True)
+        if self.user_negatives == "all":
+            # Row 0 is RecBole's padding user: it is no candidate.
+            candidates = self.projector(user_profile[1:])
+            user_loss = info_nce(user_all[user_ids], candidates[user_ids - 1], candidates, t)
+            loss = loss + (user_loss * user_counts.to(user_loss.dtype)).sum()
+        else:
+            loss = loss + _in_batch_info_nce(user_all[user_ids], self.projector(user_profile[user_ids]), user_counts, t)
+        return loss / len(user)
+
+
+class GenerativeAlignment(nn.Module):
+    r"""RLMRec-Gen: masked nodes' propagated embeddings reconstruct their own profiles.
+
+    Before propagation a random ``mask_ratio`` share of the user+item nodes (padding rows excluded)
+    have their ego embedding replaced by a learnable mask token (:meth:`mask`). After propagation the
+    masked nodes' final embeddings go through ``Linear(d, (d+d_s)/2) -> LeakyReLU -> Linear(d_s)``
+    and an in-batch InfoNCE over the masked nodes pulls each towards its own profile (:meth:`forward`).
+    """
+
+    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio):
+        super().__init__()
+        if not 0.0 < mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
+        self.temperature = temperature
+        self.mask_ratio = mask_ratio
+        self.mask_token = nn.Parameter(torch.zeros(1, embedding_dim))
+        self.decoder = _mlp(embedding_dim, profile_dim)
+
+    def mask(self, ego_embeddings, candidates):
+        r"""Replace a random ``mask_ratio`` share of ``candidates`` (node ids) by the mask token.
+
+        Returns:
+            tuple: the masked ego embeddings [N, d] and the masked node ids.
+        """
+        n_masked = max(int(len(candidates) * self.mask_ratio), 1)
+        seeds = candidates[torch.randperm(len(candidates), device=candidates.device)[:n_masked]]
+        keep = torch.ones(len(ego_embeddings), 1, device=ego_embeddings.device, dtype=ego_embeddings.dtype)
+        keep[seeds] = 0.0
+        return ego_embeddings * keep + self.mask_token * (1.0 - keep), seeds
+
+    def forward(self, node_embeddings, node_profile, seeds):
+        r"""Args: ``node_embeddings`` [N, d] propagated; ``node_profile`` [N, d_s] in the same node order."""
+        reconstructed = self.decoder(node_embeddings[seeds])
+        targets = node_profile[seeds]
+        return info_nce(reconstructed, targets, targets, self.temperature).mean()

@@ -1,0 +1,211 @@
+r"""
+RLM: RLMRec alignment for any RecBole model
+################################################
+
+Reference:
+    Xubin Ren et al. "Representation Learning with Large Language Models for Recommendation." in WWW 2024.
+
+``rlm(Base)`` returns ``Base_RLM``: the base model unchanged (``forward``, ``predict``,
+``full_sort_predict``, its loss) plus one alignment term, chosen by the ``align`` config key:
+
+- ``con``: :class:`~recbole_llm.model.alignment.ContrastiveAlignment` on the final embeddings;
+- ``gen``: :class:`~recbole_llm.model.alignment.GenerativeAlignment`, masking the ego embeddings
+  before the step's propagation;
+- ``none``: the base alone.
+
+``calculate_loss`` returns the base's loss term(s) followed by ``align_weight * alignment``, so
+RecBole's trainer logs the alignment as its own loss column. The alignment reuses the embeddings of
+the step's first ``forward()`` call: it never propagates a second time.
+
+Adapter protocol
+----------------
+An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddings:
+
+- ``final_embeddings(model, output)``: the (users, items) final embeddings, [n_users, d] and
+  [n_items, d], given the output of the first ``forward()`` call of a training step;
+- ``embedding_dim(model, config)``: d, the width of those final embeddings;
+- ``ego_method``: name of the base method that returns the ego (layer-0) embeddings of all users
+  then all items; Gen replaces masked rows there. ``None`` if the base has none (Gen unavailable).
+
+The default adapter fits LightGCN-style bases (``forward()`` returns users, items first and
+``get_ego_embeddings()`` exists). Give a different one with ``rlm(Base, adapter)`` or
+:func:`register_adapter`.
+"""
+
+import functools
+
+import torch
+
+from recbole_llm.model.alignment import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_WEIGHT,
+    ContrastiveAlignment,
+    GenerativeAlignment,
+)
+from recbole_llm.utils import RLM_SUFFIX
+
+ALIGNMENTS = ("con", "gen", "none")
+
+
+class EmbeddingAdapter:
+    r"""How the alignment reaches a base model's embeddings (see the module docstring)."""
+
+    ego_method = "get_ego_embeddings"
+
+    def final_embeddings(self, model, output):
+        return output[0], output[1]
+
+    def embedding_dim(self, model, config):
+        return config["embedding_size"]
+
+
+DEFAULT_ADAPTER = EmbeddingAdapter()
+_ADAPTERS = {}
+_CLASSES = {}
+
+
+def register_adapter(base, adapter):
+    r"""Use ``adapter`` for ``base`` and its subclasses in later :func:`rlm` calls."""
+    _ADAPTERS[base] = adapter
+
+
+def adapter_for(base):
+    for cls in base.__mro__:
+        if cls in _ADAPTERS:
+            return _ADAPTERS[cls]
+    return DEFAULT_ADAPTER
+
+
+class _Step:
+    """What one training step captured: the first forward output and the Gen-masked nodes."""
+
+    def __init__(self):
+        self.output = None
+        self.seeds = None
+
+
+class AlignedRecommender:
+    r"""Mixin placed before the base class by :func:`rlm`; reads the alignment config keys."""
+
+    rlm_adapter = DEFAULT_ADAPTER
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.align = config["align"]
+        if self.align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS}, got {self.align!r}")
+        self.alignment = None
+        self._step = None
+        if self.align == "none":
+            return
+        from recbole_llm.data.hook import profile_tensors
+
+        user_profile, item_profile = profile_tensors(config, dataset)
+        # One buffer, users then items (RecBole's node order): moves with .to(), is not trained, and
+        # is not written to checkpoints (the profile store is its single source).
+        self.register_buffer("node_profile", torch.cat([user_profile, item_profile]).to(self.device), persistent=False)
+        self.align_weight = config["align_weight"] if config["align_weight"] is not None else DEFAULT_WEIGHT[self.align]
+        temperature = (
+            config["align_temperature"] if config["align_temperature"] is not None else DEFAULT_TEMPERATURE[self.align]
+        )
+        embedding_dim = self.rlm_adapter.embedding_dim(self, config)
+        profile_dim = self.node_profile.shape[1]
+        if self.align == "con":
+            self.alignment = ContrastiveAlignment(profile_dim, embedding_dim, temperature, config["align_user_negatives"])
+        else:
+            ego_method = self.rlm_adapter.ego_method
+            if ego_method is None or not hasattr(self.rlm_base, ego_method):
+                raise ValueError(f"align=gen needs the ego embeddings of {type(self).__name__}; its adapter has no ego_method")
+            self.alignment = GenerativeAlignment(embedding_dim, profile_dim, temperature, config["mask_ratio"])
+            self.register_buffer("mask_candidates", self._real_nodes().to(self.device), persistent=False)
+        self.alignment.to(self.device)
+
+    @property
+    def user_profile(self):
+        return self.node_profile[: self.n_users]
+
+    @property
+    def item_profile(self):
+        return self.node_profile[self.n_users :]
+
+    def _real_nodes(self):
+        # Node ids of real users and items; rows 0 and n_users are RecBole's padding.
+        return torch.cat([torch.arange(1, self.n_users), torch.arange(self.n_users + 1, self.n_users + self.n_items)])
+
+    def forward(self, *args, **kwargs):
+        output = super().forward(*args, **kwargs)
+        if self._step is not None and self._step.output is None:
+            self._step.output = output
+        return output
+
+    def mask_ego(self, ego_embeddings):
+        r"""Gen: mask the ego embeddings of the step's first propagation (training only)."""
+        step = self._step
+        if self.align != "gen" or step is None or step.seeds is not None:
+            return ego_embeddings
+        masked, step.seeds = self.alignment.mask(ego_embeddings, self.mask_candidates)
+        return masked
+
+    def calculate_loss(self, interaction):
+        if self.alignment is None:
+            return super().calculate_loss(interaction)
+        self._step = _Step()
+        try:
+            losses = super().calculate_loss(interaction)
+            if self._step.output is None:
+                raise RuntimeError(f"{type(self).__name__}: the base's calculate_loss never called forward(); give rlm() an adapter")
+            user_all, item_all = self.rlm_adapter.final_embeddings(self, self._step.output)
+            align_loss = self.align_weight * self.alignment_loss(interaction, user_all, item_all)
+        finally:
+            self._step = None
+        losses = losses if isinstance(losses, tuple) else (losses,)
+        return (*losses, align_loss)
+
+    def alignment_loss(self, interaction, user_all, item_all):
+        if self.align == "con":
+            user, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+            return self.alignment(user_all, item_all, user, pos, neg, self.user_profile, self.item_profile)
+        return self.alignment(torch.cat([user_all, item_all]), self.node_profile, self._step.seeds)
+
+
+def _masking(method):
+    @functools.wraps(method)
+    def ego_embeddings(self, *args, **kwargs):
+        return self.mask_ego(method(self, *args, **kwargs))
+
+    return ego_embeddings
+
+
+def rlm(base, adapter=None):
+    r"""Return ``<Base>_RLM``: ``base`` with RLMRec alignment, registered under that name.
+
+    The class lives in this module's namespace, so checkpoints and multi-process runs that pickle
+    it by name find it again (built on demand for RecBole and plugin bases).
+    """
+    name = base.__name__ + RLM_SUFFIX
+    adapter = adapter or adapter_for(base)
+    cached = _CLASSES.get(name)
+    if cached is not None and cached.rlm_base is base and cached.rlm_adapter is adapter:
+        return cached
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"{base.__name__} with RLMRec alignment (``align``: con, gen or none).",
+        "rlm_base": base,
+        "rlm_adapter": adapter,
+    }
+    if adapter.ego_method is not None and hasattr(base, adapter.ego_method):
+        namespace[adapter.ego_method] = _masking(getattr(base, adapter.ego_method))
+    cls = type(name, (AlignedRecommender, base), namespace)
+    _CLASSES[name] = cls
+    globals()[name] = cls
+    return cls
+
+
+def __getattr__(name):
+    # Unpickling `recbole_llm.model.rlm.<Base>_RLM` in a fresh process builds the class on demand.
+    if name.endswith(RLM_SUFFIX):
+        from recbole_llm.utils import get_model
+
+        return get_model(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,187 @@
+r"""The profile store: one directory per dataset, the single source of profile texts and vectors.
+
+Layout (DESIGN §3)::
+
+    manifest.json             format version, dataset, split fingerprint, llm + embedder identity, dim, counts
+    item.jsonl  user.jsonl    one JSON object per line: id, profile, reasoning, source, prompt_sha
+    item.npy    user.npy      float32 [n, dim]; row r = line r of item_ids.txt / user_ids.txt
+    item_ids.txt user_ids.txt raw tokens
+    item_text_sha.txt ...     sha256 of the text each vector row was embedded from (re-embed only changes)
+
+Records are appended one line at a time and flushed at once, so a run killed at any point loses no
+finished profile; a half-written last line is dropped when the store is next opened. A later record
+for an id supersedes earlier ones. Vectors, id lists and the manifest are replaced atomically.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+
+import numpy as np
+
+FORMAT_VERSION = 1
+KINDS = ("item", "user")
+RECORD_FIELDS = ("id", "profile", "reasoning", "source", "prompt_sha")
+
+
+class ProfileStoreError(ValueError):
+    """The store on disk is missing or malformed; the message names the file and the fix."""
+
+
+def text_sha(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_atomic(path, write):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ProfileStore:
+    r"""Reads and writes one profile store directory."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def exists(self):
+        return os.path.isfile(self.file("manifest.json"))
+
+    @contextlib.contextmanager
+    def lock(self):
+        r"""Exclusive lock for writers (parallel ranks or runs building the same store)."""
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.file(".lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- records --------------------------------------------------------------------------------
+
+    def read_records(self, kind):
+        r"""Latest record per id, in first-seen order. A malformed last line (a killed writer) is
+        cut off the file, to be regenerated; a malformed line before it is an error."""
+        path = self.file(f"{kind}.jsonl")
+        records = {}
+        if not os.path.isfile(path):
+            return records
+        with open(path, "rb") as f:
+            data = f.read()
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        offset = 0
+        for number, line in enumerate(lines, start=1):
+            last = number == len(lines)
+            try:
+                if last and not data.endswith(b"\n"):
+                    raise ValueError("unterminated line")
+                if line.strip():
+                    record = json.loads(line)
+                    _check_record(record)
+                    records[record["id"]] = record
+            except ValueError as e:
+                if not last:
+                    raise ProfileStoreError(
+                        f"{path}, line {number}: not a profile record ({e}). Fix or delete that line; "
+                        "the next `python -m recbole_llm.profiles build` regenerates what is missing."
+                    ) from None
+                with open(path, "r+b") as f:
+                    f.truncate(offset)
+            offset += len(line) + 1
+        return records
+
+    def append(self, kind, record):
+        _check_record(record)
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.file(f"{kind}.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+
+    def rewrite_records(self, kind, records):
+        r"""Compact the log to one record per id (atomic)."""
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values())
+        _write_atomic(self.file(f"{kind}.jsonl"), lambda f: f.write(lines.encode("utf-8")))
+
+    # -- vectors --------------------------------------------------------------------------------
+
+    def read_vectors(self, kind):
+        r"""Return (ids, vectors [n, dim] float32, text shas or None), checked for consistency."""
+        ids_path, npy_path = self.file(f"{kind}_ids.txt"), self.file(f"{kind}.npy")
+        for path in (ids_path, npy_path):
+            if not os.path.isfile(path):
+                raise ProfileStoreError(
+                    f"{path} is missing. Build the store: python -m recbole_llm.profiles build --dataset=<dataset>"
+                )
+        with open(ids_path, encoding="utf-8") as f:
+            ids = f.read().splitlines()
+        try:
+            vectors = np.load(npy_path, allow_pickle=False)
+        except ValueError as e:
+            raise ProfileStoreError(f"{npy_path}: not a readable .npy array ({e}). Rebuild it with --force.") from None
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise ProfileStoreError(
+                f"{npy_path}: shape {vectors.shape} does not match the {len(ids)} ids of {ids_path} "
+                "(expected [n_ids, dim]). Rebuild the store with `python -m recbole_llm.profiles build --force`."
+            )
+        shas = None
+        sha_path = self.file(f"{kind}_text_sha.txt")
+        if os.path.isfile(sha_path):
+            with open(sha_path, encoding="utf-8") as f:
+                shas = f.read().splitlines()
+            if len(shas) != len(ids):
+                shas = None
+        return ids, vectors.astype(np.float32, copy=False), shas
+
+    def write_vectors(self, kind, ids, vectors, shas):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _write_atomic(self.file(f"{kind}.npy"), lambda f: np.save(f, vectors))
+        _write_atomic(self.file(f"{kind}_ids.txt"), lambda f: f.write("".join(i + "\n" for i in ids).encode("utf-8")))
+        _write_atomic(self.file(f"{kind}_text_sha.txt"), lambda f: f.write("".join(s + "\n" for s in shas).encode()))
+
+    # -- manifest -------------------------------------------------------------------------------
+
+    def read_manifest(self):
+        path = self.file("manifest.json")
+        if not os.path.isfile(path):
+            raise ProfileStoreError(
+                f"No profile store at {self.path} ({path} is missing). Build it with "
+                "`python -m recbole_llm.profiles build --dataset=<dataset>` or set profile_dir."
+            )
+        try:
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except ValueError as e:
+            raise ProfileStoreError(f"{path}: invalid JSON ({e}). Rebuild the store with --force.") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ProfileStoreError(
+                f"{path}: format_version {manifest.get('format_version')!r}, this recbole-llm reads "
+                f"{FORMAT_VERSION}. Rebuild the store with `python -m recbole_llm.profiles build --force`."
+            )
+        return manifest
+
+    def write_manifest(self, manifest):
+        manifest = {"format_version": FORMAT_VERSION, **manifest}
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        _write_atomic(self.file("manifest.json"), lambda f: f.write(text.encode("utf-8")))
+
+
+def _check_record(record):
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}")
+    if not isinstance(record["id"], str) or not isinstance(record["profile"], str):
+        raise ValueError("'id' and 'profile' must be strings")

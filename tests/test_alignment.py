@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, info_nce
+
+
+def test_info_nce_matches_hand_computation():
+    # Row 0: cos = 0.96 to its positive (4,3), 0.8 to (0,1); t = 1.
+    # Row 1: (0,2) vs positive (0,5): cos 1; vs (4,3): cos 0.6.
+    anchor = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    positive = torch.tensor([[4.0, 3.0], [0.0, 5.0]])
+    candidates = torch.tensor([[4.0, 3.0], [0.0, 1.0]])
+    loss = info_nce(anchor, positive, candidates, temperature=1.0)
+    expected = [math.log(math.exp(0.96) + math.exp(0.8)) - 0.96, math.log(math.exp(0.6) + math.exp(1.0)) - 1.0]
+    assert loss.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_info_nce_temperature_and_candidate_weights():
+    anchor = torch.tensor([[1.0, 0.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # cos/t = [2, 0]; the second candidate counted 3 times.
+    loss = info_nce(anchor, candidates[:1], candidates, 0.5, candidate_log_weight=torch.log(torch.tensor([1.0, 3.0])))
+    assert loss.item() == pytest.approx(math.log(math.exp(2) + 3) - 2, abs=1e-6)
+
+
+def _rlmrec_con_reference(align, user_all, item_all, user, pos, neg, user_profile, item_profile, t):
+    """RLMRec-Con written row by row: users vs ALL users' projected profiles, items vs in-batch."""
+    proj = align.projector
+    all_users = proj(user_profile[1:])
+
+    def row_loss(anchor, positive, candidates):
+        cos = lambda a, b: torch.dot(a, b) / (a.norm() * b.norm())  # noqa: E731
+        denom = sum(torch.exp(cos(anchor, c) / t) for c in candidates)
+        return -torch.log(torch.exp(cos(anchor, positive) / t) / denom)
+
+    pos_p, neg_p = proj(item_profile[pos]), proj(item_profile[neg])
+    total = 0.0
+    for b in range(len(user)):
+        total = total + row_loss(user_all[user[b]], all_users[user[b] - 1], all_users)
+        total = total + row_loss(item_all[pos[b]], pos_p[b], pos_p)
+        total = total + row_loss(item_all[neg[b]], neg_p[b], neg_p)
+    return total / len(user)
+
+
+@pytest.mark.parametrize("user_negatives", ["all", "batch"])
+def test_contrastive_alignment_equals_rlmrec_formula(user_negatives):
+    torch.manual_seed(0)
+    n_users, n_items, d, ds, t = 6, 7, 4, 10, 0.2
+    align = ContrastiveAlignment(ds, d, t, user_negatives)
+    user_profile, item_profile = torch.randn(n_users, ds), torch.randn(n_items, ds)
+    user_all, item_all = torch.randn(n_users, d), torch.randn(n_items, d)
+    # Repeated ids in the batch, as in real batches.
+    user = torch.tensor([1, 2, 2, 5, 1, 3])
+    pos = torch.tensor([1, 1, 4, 6, 2, 1])
+    neg = torch.tensor([3, 5, 5, 2, 6, 6])
+    loss = align(user_all, item_all, user, pos, neg, user_profile, item_profile)
+    if user_negatives == "all":
+        expected = _rlmrec_con_reference(align, user_all, item_all, user, pos, neg, user_profile, item_profile, t)
+    else:
+        # In-batch users: the user term's candidates are the batch's users (with repeats).
+        proj = align.projector
+        up = proj(user_profile[user])
+        user_term = info_nce(user_all[user], up, up, t).sum()
+        pos_p, neg_p = proj(item_profile[pos]), proj(item_profile[neg])
+        item_terms = info_nce(item_all[pos], pos_p, pos_p, t).sum() + info_nce(item_all[neg], neg_p, neg_p, t).sum()
+        expected = (user_term + item_terms) / len(user)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_contrastive_projector_shape_and_init():
+    align = ContrastiveAlignment(384, 64, 0.2)
+    first, act, last = align.projector
+    assert (first.in_features, first.out_features, last.in_features, last.out_features) == (384, 224, 224, 64)
+    assert isinstance(act, nn.LeakyReLU)
+    bound = math.sqrt(6 / (384 + 224))
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.9 * bound
+    assert torch.all(first.bias == 0)
+
+
+def test_contrastive_gradients_reach_embeddings_and_projector():
+    align = ContrastiveAlignment(5, 3, 0.2)
+    user_all = torch.randn(4, 3, requires_grad=True)
+    item_all = torch.randn(5, 3, requires_grad=True)
+    loss = align(user_all, item_all, torch.tensor([1, 2]), torch.tensor([1, 3]), torch.tensor([4, 2]), torch.randn(4, 5), torch.randn(5, 5))
+    loss.backward()
+    assert user_all.grad[1:3].abs().sum() > 0 and user_all.grad[0].abs().sum() == 0
+    assert align.projector[0].weight.grad.abs().sum() > 0
+
+
+def test_generative_mask_replaces_a_share_of_candidates_by_the_token():
+    torch.manual_seed(0)
+    align = GenerativeAlignment(4, 6, 0.5, mask_ratio=0.25)
+    with torch.no_grad():
+        align.mask_token.fill_(7.0)
+    ego = torch.randn(10, 4)
+    candidates = torch.tensor([1, 2, 3, 4, 6, 7, 8, 9])  # 0 and 5 are padding rows
+    masked, seeds = align.mask(ego, candidates)
+    assert len(seeds) == 2 and set(seeds.tolist()) <= set(candidates.tolist())
+    assert torch.all(masked[seeds] == 7.0)
+    untouched = [r for r in range(10) if r not in seeds.tolist()]
+    assert torch.equal(masked[untouched], ego[untouched])
+
+
+def test_generative_loss_equals_rlmrec_formula():
+    torch.manual_seed(1)
+    t = 0.5
+    align = GenerativeAlignment(4, 6, t, mask_ratio=0.5)
+    nodes, profiles = torch.randn(9, 4), torch.randn(9, 6)
+    seeds = torch.tensor([2, 5, 7])
+    loss = align(nodes, profiles, seeds)
+    rec = align.decoder(nodes[seeds])
+    x = rec / rec.norm(dim=1, keepdim=True)
+    y = profiles[seeds] / profiles[seeds].norm(dim=1, keepdim=True)
+    expected = -torch.log(torch.exp((x * y).sum(1) / t) / torch.exp(x @ y.T / t).sum(1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    first, _, last = align.decoder
+    assert (first.in_features, first.out_features, last.out_features) == (4, 5, 6)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="align_user_negatives"):
+        ContrastiveAlignment(4, 4, 0.2, "sampled")
+    with pytest.raises(ValueError, match="mask_ratio"):
+        GenerativeAlignment(4, 4, 0.2, 0.0)

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from recbole.model.general_recommender import LightGCN
+from recbole.utils import get_trainer, init_seed
+
+from conftest import tiny_data
+from recbole_llm import get_model
+
+
+def make_model(tmp_path, **overrides):
+    config, dataset, train_data, valid_data, test_data = tiny_data(tmp_path, **overrides)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset)
+    return config, model, train_data, valid_data, test_data
+
+
+@pytest.mark.parametrize("align", ["con", "gen", "none"])
+def test_one_epoch_smoke(tmp_path, align):
+    config, model, train_data, valid_data, test_data = make_model(tmp_path, align=align)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    before = model.user_embedding.weight.detach().clone()
+    best_score, _ = trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    assert 0.0 <= result["recall@5"] <= 1.0
+    assert not torch.equal(before, model.user_embedding.weight)
+    batch = next(iter(train_data))
+    losses = model.calculate_loss(batch)
+    if align == "none":
+        assert isinstance(losses, torch.Tensor)
+    else:
+        assert isinstance(losses, tuple) and len(losses) == 2 and losses[1].item() > 0
+
+
+@pytest.mark.parametrize("align", ["con", "gen"])
+def test_alignment_reuses_the_steps_single_propagation(tmp_path, align, monkeypatch):
+    _, model, train_data, _, _ = make_model(tmp_path, align=align)
+    calls = []
+    original = torch.sparse.mm
+    monkeypatch.setattr(torch.sparse, "mm", lambda *a: calls.append(1) or original(*a))
+    model.calculate_loss(next(iter(train_data)))
+    assert len(calls) == model.n_layers  # one propagation: n_layers sparse products
+
+
+def test_gen_masks_ego_embeddings_only_inside_a_training_step(tmp_path):
+    _, model, train_data, _, _ = make_model(tmp_path, align="gen", mask_ratio=0.5)
+    plain = model.get_ego_embeddings()
+    assert torch.equal(plain, torch.cat([model.user_embedding.weight, model.item_embedding.weight]))
+    from recbole_llm.model.rlm import _Step
+
+    model._step = _Step()
+    masked = model.get_ego_embeddings()
+    seeds = model._step.seeds
+    assert seeds is not None and len(seeds) == int(len(model.mask_candidates) * 0.5)
+    assert 0 not in seeds.tolist() and model.n_users not in seeds.tolist()  # padding rows never masked
+    assert torch.allclose(masked[seeds], model.alignment.mask_token.expand(len(seeds), -1))
+    model._step = None
+    assert torch.equal(model.get_ego_embeddings(), plain)
+
+
+def test_profiles_are_buffers_not_parameters_nor_checkpointed(tmp_path):
+    _, model, _, _, _ = make_model(tmp_path, align="con")
+    assert "node_profile" in dict(model.named_buffers())
+    assert all("profile" not in name for name, _ in model.named_parameters())
+    assert all("profile" not in key for key in model.state_dict())
+    assert model.user_profile.shape == (model.n_users, 384) and model.item_profile.shape == (model.n_items, 384)
+    moved = model.to(torch.float64)
+    assert moved.node_profile.dtype == torch.float64  # moves with .to()
+
+
+def test_predictions_are_the_base_models(tmp_path):
+    config, model, train_data, _, test_data = make_model(tmp_path, align="con")
+    base = LightGCN(config, train_data._dataset)
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("alignment.")})
+    interaction, *_ = next(iter(test_data))
+    model.eval(), base.eval()
+    assert torch.allclose(model.full_sort_predict(interaction), base.full_sort_predict(interaction))
+    assert type(model).predict is LightGCN.predict and type(model).full_sort_predict is LightGCN.full_sort_predict
+
+
+def test_default_weights_and_temperatures_follow_the_alignment(tmp_path):
+    _, con, _, _, _ = make_model(tmp_path, align="con")
+    _, gen, _, _, _ = make_model(tmp_path, align="gen")
+    assert (con.align_weight, con.alignment.temperature) == (0.01, 0.2)
+    assert (gen.align_weight, gen.alignment.temperature) == (0.1, 0.5)
+    _, tuned, _, _, _ = make_model(tmp_path, align="con", align_weight=0.3, align_temperature=0.7)
+    assert (tuned.align_weight, tuned.alignment.temperature) == (0.3, 0.7)
+
+
+def test_unknown_align_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="align must be one of"):
+        make_model(tmp_path, align="contrastive")

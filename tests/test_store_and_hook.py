@@ -1,0 +1,151 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_data
+from recbole_llm.data.hook import profile_tensors
+from recbole_llm.profiles.records import split_fingerprint
+from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, text_sha
+
+
+def record(token, text="p"):
+    return {"id": token, "profile": text, "reasoning": None, "source": "template", "prompt_sha": "x"}
+
+
+def token_vector(token, dim=5):
+    rng = np.random.default_rng(abs(hash(token)) % (2**32))
+    return rng.standard_normal(dim).astype(np.float32)
+
+
+def write_store(path, dataset, users=None, items=None, dim=5, fingerprint=None, shuffle_seed=0):
+    r"""A store as an importer would write it: rows in shuffled order, vectors derived from tokens."""
+    store = ProfileStore(path)
+    rng = np.random.default_rng(shuffle_seed)
+    for kind, field, tokens in (("user", dataset.uid_field, users), ("item", dataset.iid_field, items)):
+        if tokens is None:
+            tokens = list(dataset.field2id_token[field][1:])
+        tokens = [tokens[i] for i in rng.permutation(len(tokens))]
+        vectors = np.stack([token_vector(t, dim) for t in tokens]) if tokens else np.zeros((0, dim), np.float32)
+        store.write_vectors(kind, tokens, vectors, [text_sha(t) for t in tokens])
+    store.write_manifest({
+        "dataset": "tiny", "split_fingerprint": fingerprint or split_fingerprint(dataset),
+        "llm": "imported", "embedder": "imported", "dim": dim, "counts": {},
+    })
+    return store
+
+
+@pytest.fixture
+def train(tmp_path):
+    config, dataset, train_data, _, _ = tiny_data(tmp_path, model="LightGCN", profile_dir=str(tmp_path / "store"))
+    return config, train_data._dataset
+
+
+def test_rows_follow_internal_ids_not_file_order(train, tmp_path):
+    config, dataset = train
+    write_store(tmp_path / "store", dataset)
+    user, item = profile_tensors(config, dataset)
+    assert user.dtype == torch.float32 and user.shape == (dataset.user_num, 5) and item.shape == (dataset.item_num, 5)
+    assert torch.all(user[0] == 0) and torch.all(item[0] == 0)  # padding
+    for internal, token in enumerate(dataset.field2id_token[dataset.iid_field][1:], start=1):
+        assert np.allclose(item[internal].numpy(), token_vector(token))
+    for internal, token in enumerate(dataset.field2id_token[dataset.uid_field][1:], start=1):
+        assert np.allclose(user[internal].numpy(), token_vector(token))
+
+
+def test_missing_profiles_error_names_count_examples_and_fix(train, tmp_path):
+    config, dataset = train
+    items = list(dataset.field2id_token[dataset.iid_field][1:])
+    write_store(tmp_path / "store", dataset, items=items[3:])
+    with pytest.raises(ProfileStoreError) as e:
+        profile_tensors(config, dataset)
+    message = str(e.value)
+    assert f"3 of {len(items)} items" in message and items[0] in message and "profile_missing" in message
+
+
+@pytest.mark.parametrize("policy", ["zero", "mean"])
+def test_missing_profiles_zero_or_mean(train, tmp_path, policy):
+    config, dataset = train
+    items = list(dataset.field2id_token[dataset.iid_field][1:])
+    write_store(tmp_path / "store", dataset, items=items[3:])
+    config["profile_missing"] = policy
+    _, item = profile_tensors(config, dataset)
+    present = np.stack([token_vector(t) for t in items[3:]])
+    expected = np.zeros(5) if policy == "zero" else present.mean(axis=0)
+    for internal in range(1, 4):
+        assert np.allclose(item[internal].numpy(), expected, atol=1e-6)
+
+
+def test_ids_the_dataset_lacks_are_an_error(train, tmp_path):
+    config, dataset = train
+    users = list(dataset.field2id_token[dataset.uid_field][1:]) + ["ghost1", "ghost2"]
+    write_store(tmp_path / "store", dataset, users=users)
+    with pytest.raises(ProfileStoreError, match=r"2 user ids are not in dataset tiny.*ghost"):
+        profile_tensors(config, dataset)
+
+
+def test_nan_rows_are_an_error(train, tmp_path):
+    config, dataset = train
+    store = write_store(tmp_path / "store", dataset)
+    ids, vectors, shas = store.read_vectors("item")
+    vectors[2, 1] = np.nan
+    store.write_vectors("item", ids, vectors, shas)
+    with pytest.raises(ProfileStoreError, match=rf"1 item rows hold NaN or inf \(ids e.g. \['{ids[2]}'\]\)"):
+        profile_tensors(config, dataset)
+
+
+def test_dimension_mismatch_is_an_error(train, tmp_path):
+    config, dataset = train
+    store = write_store(tmp_path / "store", dataset)
+    ids, vectors, shas = store.read_vectors("item")
+    store.write_vectors("item", ids, vectors[:, :3], shas)
+    with pytest.raises(ProfileStoreError, match="user.npy has dim 5 but .*item.npy has dim 3"):
+        profile_tensors(config, dataset)
+
+
+def test_rows_not_matching_ids_is_an_error(train, tmp_path):
+    config, dataset = train
+    store = write_store(tmp_path / "store", dataset)
+    np.save(store.file("item.npy"), np.zeros((3, 5), np.float32))
+    with pytest.raises(ProfileStoreError, match=r"item.npy: shape \(3, 5\) does not match"):
+        profile_tensors(config, dataset)
+
+
+def test_foreign_store_of_another_split_is_refused(train, tmp_path):
+    config, dataset = train
+    write_store(tmp_path / "store", dataset, fingerprint="0" * 64)
+    with pytest.raises(ProfileStoreError, match="another training split"):
+        profile_tensors(config, dataset)
+
+
+def test_records_survive_a_cut_last_line(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.append("item", record("a"))
+    store.append("item", record("b"))
+    with open(store.file("item.jsonl"), "a") as f:
+        f.write('{"id": "c", "profile": "hal')  # a writer killed mid-line
+    assert list(store.read_records("item")) == ["a", "b"]
+    store.append("item", record("c"))
+    assert list(store.read_records("item")) == ["a", "b", "c"]
+
+
+def test_later_record_supersedes_and_corrupt_middle_line_is_an_error(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.append("user", record("a", "old"))
+    store.append("user", record("a", "new"))
+    assert store.read_records("user")["a"]["profile"] == "new"
+    with open(store.file("user.jsonl"), "a") as f:
+        f.write("garbage\n")
+    store.append("user", record("b"))
+    with pytest.raises(ProfileStoreError, match=r"user.jsonl, line 3"):
+        store.read_records("user")
+
+
+def test_missing_store_message(tmp_path):
+    with pytest.raises(ProfileStoreError, match="profiles build"):
+        ProfileStore(tmp_path / "nothing").read_manifest()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ProfileStoreError, match="format_version 99"):
+        ProfileStore(tmp_path / "bad").read_manifest()
