@@ -75,10 +75,12 @@ def train_one(model_name, extra, seed, config_overrides):
         return result
 
     trainer._train_epoch = timed_train_epoch
-    trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
+    _, best_valid = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     os.remove(trainer.saved_model_file)
-    return {m: float(test[m]) for m in METRICS}, statistics.median(epoch_seconds), len(epoch_seconds)
+    metrics = {m: float(test[m]) for m in METRICS}
+    metrics["valid recall@20"] = float(best_valid["recall@20"])
+    return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
 
 
 def main():
@@ -98,7 +100,8 @@ def main():
             model, extra = parse_variant(variant)
             metrics, sec, epochs = train_one(model, extra, seed, overrides)
             results[variant].append((metrics, sec, epochs))
-            print(f"seed {seed} {variant}: recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f} "
+            print(f"seed {seed} {variant}: valid recall@20 {metrics['valid recall@20']:.4f} "
+                  f"test recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f} "
                   f"{sec:.3f} s/epoch, {epochs} epochs", file=sys.stderr, flush=True)
     print_table(results, args)
 
@@ -112,11 +115,12 @@ def _fmt(values):
 def print_table(results, args):
     first = statistics.mean(r[1] for r in results[args.variants[0]])
     print(f"\nml-100k, seeds {args.seeds}, {os.environ['OMP_NUM_THREADS']} thread(s), test split, mean ± std\n")
-    print("| variant | " + " | ".join(METRICS) + " | s/epoch | ratio | epochs |")
-    print("|---" * (len(METRICS) + 4) + "|")
+    columns = METRICS + ["valid recall@20"]
+    print("| variant | " + " | ".join(columns) + " | s/epoch | ratio | epochs |")
+    print("|---" * (len(columns) + 4) + "|")
     for variant, runs in results.items():
         sec = statistics.mean(r[1] for r in runs)
-        cells = [_fmt([r[0][m] for r in runs]) for m in METRICS]
+        cells = [_fmt([r[0][m] for r in runs]) for m in columns]
         epochs = statistics.mean(r[2] for r in runs)
         print(f"| {variant} | " + " | ".join(cells) + f" | {sec:.3f} | {sec / first:.2f}x | {epochs:.0f} |")
     base = results[args.variants[0]]

@@ -7,7 +7,11 @@ Interface, shared by every backend:
   ``"openai:<model>"``, ``"hf:<path>"``);
 - ``prompt(kind, record, item_profiles)``: the exact input for one profile; its sha256 is the
   record's ``prompt_sha``, so a changed template or changed facts make the profile stale;
-- ``generate(kind, prompts)``: yields ``(index, ProfileResult)`` as results finish, in any order.
+- ``generate(kind, prompts)``: yields ``(index, ProfileResult)`` as results finish, in any order;
+  a result with ``error`` set is a failed profile (recorded, retried by the next build);
+- optionally ``stats.snapshot()``: ``{"retried": int, "tokens": {"prompt", "completion"} or None}``.
+
+``template`` is here; ``openai`` and ``hf`` are in :mod:`recbole_llm.profiles.llm`.
 """
 
 import json
@@ -81,8 +85,20 @@ def render_user(record):
     return " ".join(parts)
 
 
+BACKENDS = ("template", "openai", "hf")
+
+
 def make_backend(config):
+    r"""The profile writer named by ``llm_backend``; the LLM ones live in :mod:`recbole_llm.profiles.llm`."""
     name = config["llm_backend"]
     if name == "template":
         return TemplateBackend()
-    raise ValueError(f"llm_backend {name!r} is not available; choose one of: template")
+    if name == "openai":
+        from recbole_llm.profiles.llm import OpenAIBackend
+
+        return OpenAIBackend(config)
+    if name == "hf":
+        from recbole_llm.profiles.llm import HFBackend
+
+        return HFBackend(config)
+    raise ValueError(f"llm_backend {name!r} is not available; choose one of: {', '.join(BACKENDS)}")

@@ -1,10 +1,13 @@
 r"""Build or complete a profile store for one dataset and split: items first, then users.
 
 Only what is missing or stale is (re)generated: a profile whose prompt hash or writer changed, a
-vector whose text or embedder changed. Every finished profile is appended to the store at once.
+vector whose text or embedder changed. Every finished profile is appended to the store at once;
+a failed one is recorded as failed and tried again by the next build. User prompts include the
+items' profiles, so items are written first and a changed item profile makes its users stale.
 """
 
 import hashlib
+import math
 import os
 import time
 from logging import getLogger
@@ -14,6 +17,7 @@ from tqdm import tqdm
 
 from recbole_llm.profiles.backends import make_backend
 from recbole_llm.profiles.embedders import make_embedder
+from recbole_llm.profiles.prompts import estimate_tokens
 from recbole_llm.profiles.records import item_records, split_fingerprint, user_records
 from recbole_llm.profiles.store import KINDS, ProfileStore, text_sha
 
@@ -63,63 +67,129 @@ class ProfileBuilder:
         return prompts, todo
 
     def status(self):
-        r"""Per kind: counts of done / stale / missing profiles and of vectors to (re)embed."""
+        r"""Per kind: counts of done / failed / stale / missing profiles (they add up to the total).
+
+        *failed*: the last attempt with the current prompt failed (its error is in ``errors``);
+        *stale*: a profile exists, but for another prompt or writer; *missing*: none yet.
+        """
         report = {}
         manifest = self.store.read_manifest() if self.store.exists() else {}
         for kind in KINDS:
-            existing = self.store.read_records(kind)
+            existing, failures = self.store.read_records(kind), self.store.read_failures(kind)
             prompts, todo = self.plan(kind)
-            stale = [t for t in todo if t in existing]
+            failed = [
+                t for t in todo
+                if t in failures and failures[t]["prompt_sha"] == prompt_sha(prompts[t]) and failures[t]["source"] == self.backend.identity
+            ]
+            failed_set = set(failed)
+            stale = [t for t in todo if t in existing and t not in failed_set]
             report[kind] = {
                 "total": len(prompts),
                 "done": len(prompts) - len(todo),
+                "failed": len(failed),
                 "stale": len(stale),
-                "missing": len(todo) - len(stale),
+                "missing": len(todo) - len(stale) - len(failed),
                 "examples": todo[:5],
+                "errors": {t: failures[t]["error"] for t in failed[:5]},
             }
         report["split_matches"] = manifest.get("split_fingerprint") == split_fingerprint(self.dataset)
         report["manifest"] = manifest
         return report
 
-    def build(self, force=False):
-        r"""Complete the store; returns a summary dict. Holds the store's lock while writing."""
+    def build(self, force=False, limit=None):
+        r"""Complete the store; returns a summary dict. Holds the store's lock while writing.
+
+        ``limit``: generate at most this many profiles per kind in this run (a trial, or a budget).
+        Summary: ``generated``, ``failed``, ``retried``, ``embedded`` (per kind), ``remaining`` (per
+        kind, left by ``limit``), ``seconds``, and ``tokens`` when the server reports usage.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
         started = time.time()
-        summary = {"generated": {}, "embedded": {}, "failed": {}}
+        summary = {"generated": {}, "embedded": {}, "failed": {}, "retried": {}, "remaining": {}}
+        first = last = self._stats()
         with self.store.lock():
             for kind in KINDS:
                 prompts, todo = self.plan(kind, force)
+                summary["remaining"][kind] = max(0, len(todo) - limit) if limit is not None else 0
+                todo = todo if limit is None else todo[:limit]
                 summary["generated"][kind], summary["failed"][kind] = self._generate(kind, prompts, todo)
+                now = self._stats()
+                summary["retried"][kind], last = now["retried"] - last["retried"], now
                 summary["embedded"][kind] = self._embed(kind, list(prompts), force)
             self._write_manifest()
         summary["seconds"] = round(time.time() - started, 1)
+        if last["tokens"] is not None:
+            before = first["tokens"] or {"prompt": 0, "completion": 0}
+            summary["tokens"] = {k: last["tokens"][k] - before[k] for k in ("prompt", "completion")}
         return summary
+
+    def _stats(self):
+        r"""The backend's running counters (the template backend has none)."""
+        stats = getattr(self.backend, "stats", None)
+        return stats.snapshot() if stats is not None else {"retried": 0, "tokens": None}
 
     def _generate(self, kind, prompts, todo):
         if not todo:
             return 0, 0
         self.logger.info(f"Writing {len(todo)} {kind} profiles with {self.backend.identity} into {self.store.path}")
-        done = failed = 0
+        done, failed, succeeded = 0, 0, set()
+        retried_before = self._stats()["retried"]
         results = self.backend.generate(kind, [prompts[t] for t in todo])
         bar = tqdm(total=len(todo), desc=f"{kind} profiles", unit=kind, disable=not self.show_progress)
-        for index, result in results:
-            token = todo[index]
-            if result.error is not None:
-                failed += 1
-                self.logger.warning(f"{kind} {token}: profile generation failed: {result.error}")
-            else:
-                record = {
-                    "id": token,
-                    "profile": result.profile,
-                    "reasoning": result.reasoning,
-                    "source": self.backend.identity,
-                    "prompt_sha": prompt_sha(prompts[token]),
-                }
-                self.store.append(kind, record)
-                done += 1
-            bar.update(1)
-            bar.set_postfix(failed=failed)
-        bar.close()
+        try:
+            for index, result in results:
+                token = todo[index]
+                sha = prompt_sha(prompts[token])
+                if result.error is not None:
+                    failed += 1
+                    self.logger.warning(f"{kind} {token}: profile generation failed: {result.error}")
+                    self.store.append_failure(kind, {
+                        "id": token,
+                        "error": result.error,
+                        "prompt_sha": sha,
+                        "source": self.backend.identity,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    })
+                else:
+                    record = {
+                        "id": token,
+                        "profile": result.profile,
+                        "reasoning": result.reasoning,
+                        "source": self.backend.identity,
+                        "prompt_sha": sha,
+                    }
+                    self.store.append(kind, record)
+                    succeeded.add(token)
+                    done += 1
+                bar.update(1)
+                bar.set_postfix(failed=failed, retried=self._stats()["retried"] - retried_before)
+        finally:
+            bar.close()
+            if hasattr(results, "close"):
+                results.close()  # stops an LLM backend's requests when this loop ends early (an error, Ctrl-C)
+            failures = self.store.read_failures(kind)
+            self.store.rewrite_failures(kind, {t: f for t, f in failures.items() if t not in succeeded})
         return done, failed
+
+    def preview(self, limit=None, samples=2):
+        r"""What a build would send, sending nothing: per kind the number of requests, the estimated
+        prompt tokens and ``samples`` sample prompts; and the number of texts to embed."""
+        report = {"llm": self.backend.identity, "embedder": self.embedder.identity, "kinds": {}}
+        for kind in KINDS:
+            prompts, todo = self.plan(kind)
+            todo = todo if limit is None else todo[:limit]
+            report["kinds"][kind] = {
+                "requests": len(todo),
+                "prompt_tokens": sum(estimate_tokens(prompts[t]) for t in todo),
+                "samples": {t: prompts[t] for t in todo[:samples]},
+            }
+        # LLM user prompts describe items by their profiles: the ones not written yet will add to them.
+        report["items_pending"] = report["kinds"]["item"]["requests"] if self.backend.identity != "template" else 0
+        texts = sum(k["requests"] for k in report["kinds"].values())
+        report["embed_texts"] = texts
+        report["embed_batches"] = math.ceil(texts / self.embedder.batch_size) if texts else 0
+        return report
 
     def _embed(self, kind, tokens, force):
         r"""Write vectors for ``tokens`` (dataset order), embedding only new or changed texts."""
@@ -147,6 +217,11 @@ class ProfileBuilder:
         return len(missing)
 
     def _write_manifest(self):
+        if not all(os.path.isfile(self.store.file(f"{kind}.npy")) for kind in KINDS):
+            # Every profile of a kind failed: no usable store yet, and none is claimed (the next
+            # build, or a training run, tries again).
+            self.logger.warning(f"No manifest written in {self.store.path}: no {'/'.join(KINDS)} profile vectors yet")
+            return
         counts, dims = {}, set()
         for kind in KINDS:
             ids, vectors, _ = self.store.read_vectors(kind)

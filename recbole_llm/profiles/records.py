@@ -1,9 +1,11 @@
 r"""The facts a profile is written from, taken from one dataset exactly as RecBole loaded and split it.
 
 An *item record* holds the item's text fields from the dataset's ``.item`` file (title, year,
-categories, other attributes). A *user record* holds the user's features from the ``.user`` file and
-the user's TRAINING interactions only (the split RecBole built for this run), so no profile can
-leak a validation or test item. :func:`split_fingerprint` identifies that split.
+categories, other attributes) and, when the ``.inter`` file has a review field, a few reviews from
+TRAINING interactions. A *user record* holds the user's features from the ``.user`` file and the
+user's TRAINING interactions only (the split RecBole built for this run), each with the user's
+review where there is one, so no profile can leak a validation or test item.
+:func:`split_fingerprint` identifies that split.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ TITLE_HINTS = ("title", "name")
 YEAR_HINTS = ("year", "date")
 CATEGORY_HINTS = ("class", "genre", "categor", "tag")
 USER_FEATURES = ("age", "gender", "occupation")
+REVIEW_HINTS = ("review", "text", "comment")
 MAX_CATEGORIES = 5
 
 
@@ -41,7 +44,7 @@ def read_atomic_file(config, suffix, id_field):
         types[name] = ftype
     if id_field not in types:
         raise ValueError(f"{path}: no {id_field!r} column (the dataset's id field); columns are {fields}")
-    df = pd.read_csv(path, sep=sep, dtype=str, encoding=config["encoding"], engine="python", keep_default_na=False)
+    df = _read_table(path, sep, config["encoding"])
     df.columns = fields
     id_pos = fields.index(id_field)
     rows = {}
@@ -55,6 +58,18 @@ def read_atomic_file(config, suffix, id_field):
     return rows, types
 
 
+def _read_header(path, config):
+    with open(path, encoding=config["encoding"]) as f:
+        header = f.readline().rstrip("\n").split(config["field_separator"])
+    return [c.partition(":")[0] for c in header], {c.partition(":")[0]: c.partition(":")[2] for c in header}
+
+
+def _read_table(path, sep, encoding, usecols=None):
+    # The C parser is much faster on large .inter files; it takes single-character separators only.
+    engine = "c" if len(sep) == 1 else "python"
+    return pd.read_csv(path, sep=sep, dtype=str, encoding=encoding, engine=engine, keep_default_na=False, usecols=usecols)
+
+
 def _pick(fields, hints):
     return next((f for f in fields if any(h in f.lower() for h in hints)), None)
 
@@ -64,7 +79,8 @@ def _text(value):
 
 
 def item_records(config, dataset):
-    r"""One record per item of the dataset (padding excluded): title, year, categories, attributes."""
+    r"""One record per item of the dataset (padding excluded): title, year, categories, attributes,
+    and up to ``profile_max_reviews`` training reviews (most recent first) where the dataset has them."""
     iid_field = dataset.iid_field
     rows, types = read_atomic_file(config, "item", iid_field)
     fields = [f for f in types if f != iid_field]
@@ -94,7 +110,62 @@ def item_records(config, dataset):
         if attributes:
             record["attributes"] = attributes
         records[token] = record
+    max_reviews = config["profile_max_reviews"]
+    if max_reviews:
+        for (_, item), review in training_reviews(config, dataset).items():
+            reviews = records[item].setdefault("reviews", [])
+            if len(reviews) < max_reviews:
+                reviews.append(review)
     return records
+
+
+def _inter_files(config):
+    parts = config["benchmark_filename"]
+    names = [f"{config['dataset']}.{p}.inter" for p in parts] if parts else [f"{config['dataset']}.inter"]
+    return [os.path.join(config["data_path"], n) for n in names]
+
+
+def training_reviews(config, train_dataset):
+    r"""``{(user token, item token): review}`` of the TRAINING interactions that have a review, most
+    recent first; ``{}`` if the ``.inter`` file has no review field (``profile_review_field``, or the
+    first text field named like *review*, *text* or *comment*)."""
+    uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
+    paths = [p for p in _inter_files(config) if os.path.isfile(p)]
+    if not paths:
+        return {}
+    fields, types = _read_header(paths[0], config)
+    text_fields = [f for f in fields if f not in (uid_field, iid_field) and types[f] in ("token", "token_seq")]
+    review_field = config["profile_review_field"] or _pick(text_fields, REVIEW_HINTS)
+    if review_field is None:
+        return {}
+    if review_field not in fields:
+        raise ValueError(f"profile_review_field {review_field!r} is not a column of {paths[0]}; columns are {fields}")
+    time_field = config["TIME_FIELD"] if config["TIME_FIELD"] in fields else None
+    columns = [uid_field, iid_field, review_field] + ([time_field] if time_field else [])
+    frames = []
+    for path in paths:
+        names = _read_header(path, config)[0]
+        frame = _read_table(path, config["field_separator"], config["encoding"], usecols=[names.index(c) for c in columns])
+        frame.columns = [names[i] for i in sorted(names.index(c) for c in columns)]
+        frames.append(frame[columns])
+    inter = pd.concat(frames, ignore_index=True)
+    if time_field:
+        inter = inter.assign(_t=pd.to_numeric(inter[time_field], errors="coerce")).sort_values("_t", ascending=False, kind="stable")
+    train_pairs = set(_pairs(train_dataset))
+    seq_sep = config["seq_separator"]
+    reviews = {}
+    for user, item, text in zip(inter[uid_field], inter[iid_field], inter[review_field]):
+        text = " ".join(text.split(seq_sep)) if types[review_field] == "token_seq" else text
+        if text.strip() and (user, item) in train_pairs and (user, item) not in reviews:
+            reviews[(user, item)] = text.strip()
+    return reviews
+
+
+def _pairs(train_dataset):
+    feat = train_dataset.inter_feat
+    users = train_dataset.field2id_token[train_dataset.uid_field][feat[train_dataset.uid_field].numpy()]
+    items = train_dataset.field2id_token[train_dataset.iid_field][feat[train_dataset.iid_field].numpy()]
+    return zip(users.tolist(), items.tolist())
 
 
 def _train_interactions(config, train_dataset):
@@ -110,8 +181,9 @@ def _train_interactions(config, train_dataset):
 def user_records(config, train_dataset, items):
     r"""One record per user (padding excluded) from the user's TRAINING interactions only.
 
-    ``items`` lists up to ``profile_max_items`` training items, best-rated then most recent first;
-    ``categories`` are the most frequent categories over all the user's training items.
+    ``items`` lists up to ``profile_max_items`` training items, best-rated then most recent first,
+    each with the user's review of it where there is one; ``categories`` are the most frequent
+    categories over all the user's training items.
     """
     uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
     rows, types = read_atomic_file(config, "user", uid_field)
@@ -123,6 +195,7 @@ def user_records(config, train_dataset, items):
         inter = inter.sort_values(sort_keys, ascending=False, kind="stable")
     by_user = {u: g["item"].to_numpy() for u, g in inter.groupby("user", sort=False)}
     max_items = config["profile_max_items"]
+    reviews = training_reviews(config, train_dataset)
     records = {}
     for uid, token in enumerate(train_dataset.field2id_token[uid_field]):
         if uid == 0:
@@ -133,7 +206,7 @@ def user_records(config, train_dataset, items):
         features = {f: _text(row[f]) for f in feature_fields if f in row}
         if features:
             record["features"] = features
-        record["items"] = [_item_summary(items[t]) for t in train_items[:max_items]]
+        record["items"] = [_item_summary(items[t], reviews.get((token, t))) for t in train_items[:max_items]]
         counts = Counter(c for t in train_items for c in items[t].get("categories", ()))
         if counts:
             record["categories"] = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CATEGORIES]]
@@ -141,14 +214,14 @@ def user_records(config, train_dataset, items):
     return records
 
 
-def _item_summary(item):
-    return {k: item[k] for k in ("id", "title", "year") if k in item}
+def _item_summary(item, review=None):
+    summary = {k: item[k] for k in ("id", "title", "year") if k in item}
+    if review:
+        summary["review"] = review
+    return summary
 
 
 def split_fingerprint(train_dataset):
     r"""sha256 of the sorted (user token, item token) pairs of the training split."""
-    feat = train_dataset.inter_feat
-    users = train_dataset.field2id_token[train_dataset.uid_field][feat[train_dataset.uid_field].numpy()]
-    items = train_dataset.field2id_token[train_dataset.iid_field][feat[train_dataset.iid_field].numpy()]
-    pairs = sorted(f"{u}\t{i}" for u, i in zip(users.tolist(), items.tolist()))
+    pairs = sorted(f"{u}\t{i}" for u, i in _pairs(train_dataset))
     return hashlib.sha256("\n".join(pairs).encode("utf-8")).hexdigest()

@@ -7,6 +7,8 @@ Layout (DESIGN §3)::
     item.npy    user.npy      float32 [n, dim]; row r = line r of item_ids.txt / user_ids.txt
     item_ids.txt user_ids.txt raw tokens
     item_text_sha.txt ...     sha256 of the text each vector row was embedded from (re-embed only changes)
+    item_failed.jsonl ...     profiles whose last generation failed: id, error, prompt_sha, source
+                              (kept for ``profiles status``; a failed profile is retried by the next build)
 
 Records are appended one line at a time and flushed at once, so a run killed at any point loses no
 finished profile; a half-written last line is dropped when the store is next opened. A later record
@@ -24,6 +26,7 @@ import numpy as np
 FORMAT_VERSION = 1
 KINDS = ("item", "user")
 RECORD_FIELDS = ("id", "profile", "reasoning", "source", "prompt_sha")
+FAILURE_FIELDS = ("id", "error", "prompt_sha", "source")
 
 
 class ProfileStoreError(ValueError):
@@ -72,7 +75,14 @@ class ProfileStore:
     def read_records(self, kind):
         r"""Latest record per id, in first-seen order. A malformed last line (a killed writer) is
         cut off the file, to be regenerated; a malformed line before it is an error."""
-        path = self.file(f"{kind}.jsonl")
+        return self._read_log(self.file(f"{kind}.jsonl"), _check_record)
+
+    def read_failures(self, kind):
+        r"""Latest failed attempt per id (see :meth:`append_failure`)."""
+        return self._read_log(self.file(f"{kind}_failed.jsonl"), _check_failure)
+
+    @staticmethod
+    def _read_log(path, check):
         records = {}
         if not os.path.isfile(path):
             return records
@@ -89,7 +99,7 @@ class ProfileStore:
                     raise ValueError("unterminated line")
                 if line.strip():
                     record = json.loads(line)
-                    _check_record(record)
+                    check(record)
                     records[record["id"]] = record
             except ValueError as e:
                 if not last:
@@ -104,15 +114,30 @@ class ProfileStore:
 
     def append(self, kind, record):
         _check_record(record)
+        self._append(self.file(f"{kind}.jsonl"), record)
+
+    def append_failure(self, kind, failure):
+        r"""Record a failed generation at once, so that ``profiles status`` can report it."""
+        _check_failure(failure)
+        self._append(self.file(f"{kind}_failed.jsonl"), failure)
+
+    def _append(self, path, record):
         os.makedirs(self.path, exist_ok=True)
-        with open(self.file(f"{kind}.jsonl"), "a", encoding="utf-8") as f:
+        with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
 
     def rewrite_records(self, kind, records):
         r"""Compact the log to one record per id (atomic)."""
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values())
-        _write_atomic(self.file(f"{kind}.jsonl"), lambda f: f.write(lines.encode("utf-8")))
+        _write_jsonl(self.file(f"{kind}.jsonl"), records.values())
+
+    def rewrite_failures(self, kind, failures):
+        r"""Keep only ``failures`` (atomic); no file when there are none."""
+        path = self.file(f"{kind}_failed.jsonl")
+        if failures:
+            _write_jsonl(path, failures.values())
+        elif os.path.isfile(path):
+            os.remove(path)
 
     # -- vectors --------------------------------------------------------------------------------
 
@@ -175,6 +200,19 @@ class ProfileStore:
         manifest = {"format_version": FORMAT_VERSION, **manifest}
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         _write_atomic(self.file("manifest.json"), lambda f: f.write(text.encode("utf-8")))
+
+
+def _write_jsonl(path, records):
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    _write_atomic(path, lambda f: f.write(lines.encode("utf-8")))
+
+
+def _check_failure(failure):
+    if not isinstance(failure, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in FAILURE_FIELDS if k not in failure]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}")
 
 
 def _check_record(record):

@@ -1,0 +1,256 @@
+r"""LLM profile writers: ``openai`` (any OpenAI-compatible server) and ``hf`` (a local transformers
+causal LM). Both follow the backend interface of :mod:`recbole_llm.profiles.backends`.
+
+Both send the RLMRec-shaped prompts of :mod:`recbole_llm.profiles.prompts` and parse the JSON answer
+``{"summarization", "reasoning"}``. An unparseable answer is asked again (sampling, so that the
+retry can differ) up to ``llm_parse_retries`` times, then reported as a failed profile: a failure
+never stops the build, except a server that refuses every request (wrong key, model or URL).
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from logging import getLogger
+
+from recbole_llm.profiles.backends import ProfileResult
+from recbole_llm.profiles.openai_api import (
+    Cancelled,
+    LLMServerError,
+    MalformedResponse,
+    RetryPolicy,
+    call_with_retries,
+    describe_error,
+    make_client,
+)
+from recbole_llm.profiles.prompts import PromptTemplates, decode_prompt, encode_prompt, parse_answer
+
+RETRY_TEMPERATURE = 0.7  # a retry after an unparseable answer samples, else it would repeat the answer
+DEFAULT_HF_MAX_TOKENS = 600  # RLMRec asks for at most 200 + 200 words
+
+
+class GenerationStats:
+    r"""Counters shared by the request threads: retries, and token usage when the server reports it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.retried = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.usage_reported = False
+
+    def add_retry(self, _error=None):
+        with self._lock:
+            self.retried += 1
+
+    def add_usage(self, prompt_tokens, completion_tokens):
+        with self._lock:
+            self.usage_reported = True
+            self.prompt_tokens += int(prompt_tokens or 0)
+            self.completion_tokens += int(completion_tokens or 0)
+
+    def snapshot(self):
+        with self._lock:
+            tokens = {"prompt": self.prompt_tokens, "completion": self.completion_tokens} if self.usage_reported else None
+            return {"retried": self.retried, "tokens": tokens}
+
+
+class LLMBackend:
+    r"""What the LLM writers share: config checks, prompts, answer parsing and statistics."""
+
+    name = None  # "openai" or "hf": the llm_backend value, and the prefix of the identity
+    model_meaning = None  # what llm_model names, for the error message
+
+    def __init__(self, config):
+        self.config = config
+        self.model = config["llm_model"]
+        if not self.model:
+            raise ValueError(f"llm_backend {self.name} needs llm_model ({self.model_meaning})")
+        self.identity = f"{self.name}:{self.model}"
+        self.templates = PromptTemplates(config)
+        self.parse_retries = _non_negative(config, "llm_parse_retries")
+        self.max_tokens = None if config["llm_max_tokens"] is None else int(config["llm_max_tokens"])
+        self.temperature = None if config["llm_temperature"] is None else float(config["llm_temperature"])
+        self.stats = GenerationStats()
+        self.logger = getLogger()
+
+    def prompt(self, kind, record, item_profiles=None):
+        return encode_prompt(self.templates.messages(kind, record, item_profiles))
+
+    def temperature_for(self, attempt):
+        if attempt == 0:
+            return self.temperature
+        return max(self.temperature or 0.0, RETRY_TEMPERATURE)
+
+    def answer(self, text):
+        r"""ProfileResult from an answer; raises ValueError when it is unparseable."""
+        summary, reasoning = parse_answer(text)
+        return ProfileResult(profile=summary, reasoning=reasoning)
+
+
+def _non_negative(config, key):
+    value = int(config[key])
+    if value < 0:
+        raise ValueError(f"{key} must be >= 0, got {value}")
+    return value
+
+
+class OpenAIBackend(LLMBackend):
+    r"""Chat completions from any OpenAI-compatible server, ``llm_concurrency`` requests at a time."""
+
+    name = "openai"
+    model_meaning = "the model's name on the server of llm_base_url"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.concurrency = int(config["llm_concurrency"])
+        if self.concurrency < 1:
+            raise ValueError(f"llm_concurrency must be >= 1, got {self.concurrency}")
+        if float(config["llm_timeout"]) <= 0:
+            raise ValueError(f"llm_timeout must be > 0 seconds, got {config['llm_timeout']}")
+        RetryPolicy.from_config(config)  # validate now, not at the first request
+        self._client = None
+
+    def client(self):
+        r"""One client for all requests of this backend: its connections are reused (keep-alive)."""
+        if self._client is None:
+            self._client = make_client(self.config)
+        return self._client
+
+    def generate(self, kind, prompts):
+        client = self.client()
+        policy = RetryPolicy.from_config(self.config)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-request")
+        futures = {pool.submit(self._write_one, client, policy, prompt): index for index, prompt in enumerate(prompts)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            # A fatal error, Ctrl-C or a consumer that stops early: no new requests, no more retries.
+            policy.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _write_one(self, client, policy, prompt):
+        messages = decode_prompt(prompt)
+        problem = None
+        for attempt in range(self.parse_retries + 1):
+            if attempt:
+                self.stats.add_retry()
+            try:
+                text = call_with_retries(lambda: self._complete(client, messages, attempt), policy, self.config, self.stats.add_retry)
+            except (LLMServerError, Cancelled):
+                raise
+            except Exception as error:  # noqa: BLE001 (recorded as this profile's failure)
+                return ProfileResult(profile=None, error=describe_error(error, self.config))
+            try:
+                return self.answer(text)
+            except ValueError as e:
+                problem = str(e)
+        return ProfileResult(profile=None, error=f"unparseable answer after {self.parse_retries + 1} tries: {problem}")
+
+    def _complete(self, client, messages, attempt):
+        options = {}
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
+        temperature = self.temperature_for(attempt)
+        if temperature is not None:
+            options["temperature"] = temperature
+        response = client.chat.completions.create(model=self.model, messages=messages, **options)
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise MalformedResponse("the response has no choices[0].message")
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            self.stats.add_usage(usage.prompt_tokens, usage.completion_tokens)
+        return choices[0].message.content
+
+
+class HFBackend(LLMBackend):
+    r"""A local transformers causal LM: batched ``generate``, the tokenizer's chat template if any.
+
+    Prompts are batched by length (less padding); greedy decoding unless ``llm_temperature`` > 0.
+    """
+
+    name = "hf"
+    model_meaning = "a local transformers model directory"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.batch_size = int(config["llm_batch_size"])
+        if self.batch_size < 1:
+            raise ValueError(f"llm_batch_size must be >= 1, got {self.batch_size}")
+        self.max_tokens = self.max_tokens or DEFAULT_HF_MAX_TOKENS
+        self._tokenizer = self._model = None
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.logger.info(f"Loading {self.model} for profile generation")
+            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            tokenizer.padding_side = "left"  # generation continues every row at its right end
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForCausalLM.from_pretrained(self.model, dtype="auto")
+            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            self._tokenizer, self._model = tokenizer, model
+        return self._tokenizer, self._model
+
+    def render(self, messages):
+        r"""The prompt text the model sees: its chat template, or plain text for a base model."""
+        tokenizer, _ = self._load()
+        if tokenizer.chat_template:
+            try:
+                return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            except Exception:  # noqa: BLE001 (templates that reject a system role raise their own error types)
+                merged = [{"role": "user", "content": "\n\n".join(m["content"] for m in messages)}]
+                return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:\n"
+
+    def generate(self, kind, prompts):
+        tokenizer, _ = self._load()
+        texts = [self.render(decode_prompt(p)) for p in prompts]
+        by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(by_length), self.batch_size):
+            yield from self._generate_batch([(i, texts[i]) for i in by_length[start : start + self.batch_size]])
+
+    def _generate_batch(self, batch):
+        problems = {}
+        for attempt in range(self.parse_retries + 1):
+            if attempt:
+                for _ in batch:
+                    self.stats.add_retry()
+            try:
+                answers = self._complete([text for _, text in batch], attempt)
+            except Exception as error:  # noqa: BLE001 (e.g. a prompt longer than the model's context)
+                self.logger.warning(f"generation failed for a batch of {len(batch)} prompts: {error}")
+                for index, _ in batch:
+                    yield index, ProfileResult(profile=None, error=f"{type(error).__name__}: {str(error)[:200]}")
+                return
+            unparsed = []
+            for (index, text), answer in zip(batch, answers):
+                try:
+                    yield index, self.answer(answer)
+                except ValueError as e:
+                    problems[index] = str(e)
+                    unparsed.append((index, text))
+            batch = unparsed
+            if not batch:
+                return
+        for index, _ in batch:
+            yield index, ProfileResult(profile=None, error=f"unparseable answer after {self.parse_retries + 1} tries: {problems[index]}")
+
+    def _complete(self, texts, attempt):
+        import torch
+
+        tokenizer, model = self._load()
+        # The chat template already wrote the special tokens (BOS ...); do not add them twice.
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
+        inputs = inputs.to(model.device)
+        temperature = self.temperature_for(attempt)
+        sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=self.max_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        self.stats.add_usage(int(inputs["attention_mask"].sum()), int((new_tokens != tokenizer.pad_token_id).sum()))
+        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
