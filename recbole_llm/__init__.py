@@ -7,6 +7,7 @@ compat.apply()
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.model.rlm import rlm, register_adapter, EmbeddingAdapter  # noqa: E402
 from recbole_llm.quick_start import load_data_and_model, objective_function, run, run_recbole_llm  # noqa: E402
+from recbole_llm.tuning import run_hyper, run_ray_tune  # noqa: E402
 from recbole_llm.utils import get_model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -19,5 +20,7 @@ __all__ = [
     "register_adapter",
     "rlm",
     "run",
+    "run_hyper",
+    "run_ray_tune",
     "run_recbole_llm",
 ]
