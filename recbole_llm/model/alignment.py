@@ -113,13 +113,16 @@ class GenerativeAlignment(nn.Module):
     and an in-batch InfoNCE over the masked nodes pulls each towards its own profile (:meth:`forward`).
     """
 
-    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio):
+    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio, ego_dim=None):
+        r"""``embedding_dim``: width of the final embeddings the decoder reads; ``ego_dim``: width of
+        the ego embeddings the mask token replaces (default ``embedding_dim``; wider final
+        embeddings come from bases that concatenate layers, e.g. NGCF)."""
         super().__init__()
         if not 0.0 < mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
         self.temperature = temperature
         self.mask_ratio = mask_ratio
-        self.mask_token = nn.Parameter(torch.zeros(1, embedding_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, ego_dim or embedding_dim))
         self.decoder = _mlp(embedding_dim, profile_dim)
 
     def mask(self, ego_embeddings, candidates):

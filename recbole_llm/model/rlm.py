@@ -26,6 +26,13 @@ An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddin
 - ``embedding_dim(model, config)``: d, the width of those final embeddings;
 - ``ego_method``: name of the base method that returns the ego (layer-0) embeddings of all users
   then all items; Gen replaces masked rows there. ``None`` if the base has none (Gen unavailable).
+- ``ego_dim(model, config)``: the width of the ego embeddings, that of Gen's mask token
+  (``embedding_size`` by default; NGCF, GCCF and SpectralCF concatenate layers, so their final
+  embeddings are wider than their ego embeddings);
+- ``methods(base)``: methods that ``<Base>_RLM`` overrides in ``base`` (default none), e.g. an
+  ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (SGL);
+- ``loss_terms(losses, align_loss)``: the loss tuple ``calculate_loss`` returns (default: the base's
+  terms, then the alignment; NCL keeps its prototype loss last, which NCLTrainer drops in warm-up).
 
 The default adapter fits LightGCN-style bases (``forward()`` returns users, items first and
 ``get_ego_embeddings()`` exists). Give a different one with ``rlm(Base, adapter)`` or
@@ -57,6 +64,15 @@ class EmbeddingAdapter:
 
     def embedding_dim(self, model, config):
         return config["embedding_size"]
+
+    def ego_dim(self, model, config):
+        return config["embedding_size"]
+
+    def methods(self, base):
+        return {}
+
+    def loss_terms(self, losses, align_loss):
+        return (*losses, align_loss)
 
 
 DEFAULT_ADAPTER = EmbeddingAdapter()
@@ -114,10 +130,11 @@ class AlignedRecommender:
             self.alignment = ContrastiveAlignment(profile_dim, embedding_dim, temperature, config["align_user_negatives"])
         else:
             ego_method = self.rlm_adapter.ego_method
-            if ego_method is None or not hasattr(self.rlm_base, ego_method):
+            if ego_method is None or not hasattr(type(self), ego_method):
                 raise ValueError(f"align=gen needs the ego embeddings of {type(self).__name__}; its adapter has no ego_method")
-            self.alignment = GenerativeAlignment(embedding_dim, profile_dim, temperature, config["mask_ratio"])
-            self.register_buffer("mask_candidates", self._real_nodes().to(self.device), persistent=False)
+            ego_dim = self.rlm_adapter.ego_dim(self, config)
+            self.alignment = GenerativeAlignment(embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim)
+            self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)
 
     @property
@@ -128,9 +145,15 @@ class AlignedRecommender:
     def item_profile(self):
         return self.node_profile[self.n_users :]
 
-    def _real_nodes(self):
-        # Node ids of real users and items; rows 0 and n_users are RecBole's padding.
-        return torch.cat([torch.arange(1, self.n_users), torch.arange(self.n_users + 1, self.n_users + self.n_items)])
+    def _real_nodes(self, dataset):
+        # Node ids of the users and items with training interactions. RecBole's padding rows 0 and
+        # n_users have none; nor does an item seen only in valid/test: masked, such a node has no
+        # neighbour to be reconstructed from (and bases that normalise each layer, as NGCF, blow up
+        # on its all-zero output).
+        interactions = dataset.inter_matrix(form="csr")
+        users = torch.from_numpy(interactions.getnnz(axis=1)).nonzero().view(-1)
+        items = torch.from_numpy(interactions.getnnz(axis=0)).nonzero().view(-1)
+        return torch.cat([users, items + self.n_users])
 
     def forward(self, *args, **kwargs):
         output = super().forward(*args, **kwargs)
@@ -159,7 +182,7 @@ class AlignedRecommender:
         finally:
             self._step = None
         losses = losses if isinstance(losses, tuple) else (losses,)
-        return (*losses, align_loss)
+        return self.rlm_adapter.loss_terms(losses, align_loss)
 
     def alignment_loss(self, interaction, user_all, item_all):
         if self.align == "con":
@@ -194,12 +217,30 @@ def rlm(base, adapter=None):
         "rlm_base": base,
         "rlm_adapter": adapter,
     }
-    if adapter.ego_method is not None and hasattr(base, adapter.ego_method):
-        namespace[adapter.ego_method] = _masking(getattr(base, adapter.ego_method))
-    cls = type(name, (AlignedRecommender, base), namespace)
+    parent = base
+    methods = adapter.methods(base)
+    if methods:  # in a class under the mixin, whose forward() capture must stay on top
+        parent = type(f"{base.__name__}Adapted", (base,), {"__module__": __name__, **methods})
+    ego = adapter.ego_method
+    if ego is not None and hasattr(parent, ego):
+        namespace[ego] = _masking(getattr(parent, ego))
+    cls = type(name, (AlignedRecommender, parent), namespace)
     _CLASSES[name] = cls
     globals()[name] = cls
+    _register_trainer(base, name)
     return cls
+
+
+def _register_trainer(base, name):
+    # RecBole picks a trainer by model name (recbole.trainer.<Name>Trainer, else Trainer):
+    # <Base>_RLM trains with <Base>'s own trainer (e.g. NCLTrainer runs NCL's E-step).
+    import recbole.trainer
+
+    for cls in base.__mro__:
+        trainer = getattr(recbole.trainer, cls.__name__ + "Trainer", None)
+        if trainer is not None:
+            setattr(recbole.trainer, name + "Trainer", trainer)
+            return
 
 
 def __getattr__(name):
@@ -209,3 +250,7 @@ def __getattr__(name):
 
         return get_model(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Adapters for RecBole's and the plugin's bases (after rlm() and EmbeddingAdapter exist).
+import recbole_llm.model.adapters  # noqa: E402,F401

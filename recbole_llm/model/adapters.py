@@ -1,0 +1,109 @@
+r"""
+Adapters: where each supported base keeps the embeddings RLM aligns
+####################################################################
+
+See the adapter protocol in :mod:`recbole_llm.model.rlm`. Registered here (imported by ``rlm``):
+
+=================  =====================================================================
+base               adapter
+=================  =====================================================================
+LightGCN, SimGCL,  the default: ``forward()`` returns (users, items, ...) and
+DCCF, AutoCF       ``get_ego_embeddings()`` gives the ego embeddings. DCCF computes its
+                   contrastive views inside that one propagation, so under Gen they see the
+                   masked ego embeddings like the main view; SimGCL's perturbed views are
+                   separate ``forward`` calls after the main one: never masked. AutoCF's
+                   training view is its masked-graph ``forward``; its seed scoring reads the
+                   embedding tables directly, never masked.
+NCL                :class:`NCLAdapter`: the default, but the alignment term goes before NCL's
+                   prototype loss (see there). NCL's structural and prototype views come from
+                   its one propagation: under Gen they see the masked ego embeddings.
+SGL                :class:`SGLAdapter`: SGL's ``forward(graph)`` builds its ego embeddings
+                   inline; SGL_RLM gets a ``get_ego_embeddings()`` and a ``forward`` reading it.
+                   The step's first forward is the main graph's; the two sub-graph views
+                   come after it and are never masked.
+NGCF, SpectralCF,  :class:`ConcatLayersAdapter`: the final embeddings concatenate the layers,
+GCCF               wider than the ego embeddings.
+DGCF               ego embeddings from ``_get_ego_embeddings()``.
+BPR                :class:`EmbeddingTableAdapter`: no propagation; the final embeddings are the
+                   embedding tables.
+=================  =====================================================================
+"""
+
+import torch
+from recbole.model.general_recommender import BPR, DGCF, NCL, NGCF, SGL, SpectralCF
+
+from recbole_llm.model.general_recommender.gccf import GCCF
+from recbole_llm.model.rlm import EmbeddingAdapter, register_adapter
+
+
+def table_embeddings(model):
+    r"""The embedding tables, all users then all items: the ego embeddings of SGL and BPR."""
+    return torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+
+
+class ConcatLayersAdapter(EmbeddingAdapter):
+    r"""Bases whose final embedding concatenates its layers: ``width(model)`` is its width."""
+
+    def __init__(self, width):
+        self.width = width
+
+    def embedding_dim(self, model, config):
+        return self.width(model)
+
+
+class SGLAdapter(EmbeddingAdapter):
+    r"""RecBole's SGL: gives SGL_RLM an ego method and a ``forward`` that reads it.
+
+    The ``forward`` is SGL's (mean of the layers over ``graph``, a sparse graph or one per layer).
+    """
+
+    def methods(self, base):
+        def forward(self, graph):
+            all_embeddings = self.get_ego_embeddings()
+            embeddings_list = [all_embeddings]
+            for layer_graph in graph if isinstance(graph, list) else [graph] * self.n_layers:
+                all_embeddings = torch.sparse.mm(layer_graph, all_embeddings)
+                embeddings_list.append(all_embeddings)
+            mean = torch.stack(embeddings_list, dim=1).mean(dim=1)
+            return torch.split(mean, [self.n_users, self.n_items])
+
+        return {"get_ego_embeddings": table_embeddings, "forward": forward}
+
+
+class EmbeddingTableAdapter(EmbeddingAdapter):
+    r"""Matrix factorisation (BPR): the final embeddings are the embedding tables.
+
+    Without propagation a masked node's output would be the mask token itself, so Gen cannot
+    reconstruct through masking here: it draws the step's ``mask_ratio`` share of nodes as usual
+    (through ``get_ego_embeddings``, whose masked result is not used) and reconstructs their profiles
+    from their own embeddings.
+    """
+
+    def methods(self, base):
+        return {"get_ego_embeddings": table_embeddings}
+
+    def final_embeddings(self, model, output):
+        if model.align == "gen":
+            model.get_ego_embeddings()  # draws this step's reconstructed nodes
+        return model.user_embedding.weight, model.item_embedding.weight
+
+
+class NCLAdapter(EmbeddingAdapter):
+    r"""RecBole's NCL: the alignment goes before NCL's prototype loss, which must stay the last term
+    (NCLTrainer drops the last term during its ``warm_up_step`` epochs)."""
+
+    def loss_terms(self, losses, align_loss):
+        return (*losses[:-1], align_loss, losses[-1])
+
+
+class DGCFAdapter(EmbeddingAdapter):
+    ego_method = "_get_ego_embeddings"
+
+
+register_adapter(SGL, SGLAdapter())
+register_adapter(BPR, EmbeddingTableAdapter())
+register_adapter(NCL, NCLAdapter())
+register_adapter(DGCF, DGCFAdapter())
+register_adapter(NGCF, ConcatLayersAdapter(lambda model: sum(model.hidden_size_list)))
+register_adapter(SpectralCF, ConcatLayersAdapter(lambda model: model.emb_dim * (model.n_layers + 1)))
+register_adapter(GCCF, ConcatLayersAdapter(lambda model: model.final_embedding_size))
