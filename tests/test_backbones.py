@@ -2,7 +2,6 @@
 alignment's guarantees (main view reused, no extra propagation, Gen masks only the main view), a
 user's own model getting ``_RLM``, and the new models' pieces on a hand-made graph."""
 
-import importlib.util
 import inspect
 import math
 
@@ -16,9 +15,7 @@ from recbole_llm import Config, get_model
 from recbole_llm.model.general_recommender.graph_base import normalized_adjacency
 from recbole_llm.model.rlm import _Step
 
-HAS_FAISS = importlib.util.find_spec("faiss") is not None
-NEEDS_FAISS = pytest.mark.skipif(not HAS_FAISS, reason="RecBole's NCL needs faiss: pip install faiss-cpu")
-RECBOLE_BASES = ["LightGCN", "SGL", "NGCF", pytest.param("NCL", marks=NEEDS_FAISS), "BPR", "SpectralCF", "DGCF"]
+RECBOLE_BASES = ["LightGCN", "SGL", "NGCF", "NCL", "BPR", "SpectralCF", "DGCF"]
 PLUGIN_BASES = ["SimGCL", "GCCF", "DCCF", "AutoCF"]
 BASES = RECBOLE_BASES + PLUGIN_BASES
 # Per-base settings for tiny data: NCL's 1000 clusters need >= 1000 users; no dropout where a test
