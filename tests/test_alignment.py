@@ -120,8 +120,36 @@ def test_generative_loss_equals_rlmrec_formula():
     assert (first.in_features, first.out_features, last.out_features) == (4, 5, 6)
 
 
+@pytest.mark.parametrize("sample_size", [2, 3, 10])
+def test_generative_sample_reconstructs_the_first_masked_nodes(sample_size):
+    # mask() returns the masked nodes in random order, so the first k are a uniform sample of them.
+    torch.manual_seed(2)
+    align = GenerativeAlignment(4, 6, 0.5, mask_ratio=0.5, sample_size=sample_size)
+    nodes, profiles = torch.randn(9, 4), torch.randn(9, 6)
+    seeds = torch.tensor([2, 5, 7])
+    sampled = seeds[:sample_size]
+    full = GenerativeAlignment(4, 6, 0.5, mask_ratio=0.5)
+    full.load_state_dict(align.state_dict())
+    assert align(nodes, profiles, seeds).item() == pytest.approx(full(nodes, profiles, sampled).item(), rel=1e-6)
+    if sample_size < len(seeds):
+        assert align(nodes, profiles, seeds).item() != pytest.approx(full(nodes, profiles, seeds).item(), rel=1e-3)
+
+
+def test_generative_sample_keeps_the_cost_fixed():
+    align = GenerativeAlignment(4, 6, 0.5, mask_ratio=0.5, sample_size=16)
+    decoded = []
+    align.decoder.register_forward_hook(lambda module, inputs, output: decoded.append(len(inputs[0])))
+    for n_nodes in (100, 1000):
+        nodes, profiles = torch.randn(n_nodes, 4), torch.randn(n_nodes, 6)
+        _, seeds = align.mask(nodes, torch.arange(n_nodes))
+        align(nodes, profiles, seeds)
+    assert decoded == [16, 16]
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="align_user_negatives"):
         ContrastiveAlignment(4, 4, 0.2, "sampled")
     with pytest.raises(ValueError, match="mask_ratio"):
         GenerativeAlignment(4, 4, 0.2, 0.0)
+    with pytest.raises(ValueError, match="mask_sample_size"):
+        GenerativeAlignment(4, 4, 0.2, 0.1, sample_size=1)

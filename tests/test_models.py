@@ -57,6 +57,15 @@ def test_gen_masks_ego_embeddings_only_inside_a_training_step(tmp_path):
     assert torch.equal(model.get_ego_embeddings(), plain)
 
 
+def test_gen_reads_its_sample_size_from_the_config(tmp_path):
+    _, model, train_data, _, _ = make_model(tmp_path, align="gen", mask_sample_size=8)
+    assert model.alignment.sample_size == 8
+    decoded = []
+    model.alignment.decoder.register_forward_hook(lambda module, inputs, output: decoded.append(len(inputs[0])))
+    model.calculate_loss(next(iter(train_data)))
+    assert decoded == [8]
+
+
 def test_profiles_are_buffers_not_parameters_nor_checkpointed(tmp_path):
     _, model, _, _, _ = make_model(tmp_path, align="con")
     assert "node_profile" in dict(model.named_buffers())

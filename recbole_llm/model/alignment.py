@@ -111,17 +111,23 @@ class GenerativeAlignment(nn.Module):
     have their ego embedding replaced by a learnable mask token (:meth:`mask`). After propagation the
     masked nodes' final embeddings go through ``Linear(d, (d+d_s)/2) -> LeakyReLU -> Linear(d_s)``
     and an in-batch InfoNCE over the masked nodes pulls each towards its own profile (:meth:`forward`).
+    That InfoNCE grows with the square of the masked count, so ``sample_size`` can cap how many of
+    the masked nodes it uses (a uniform sample; they are also each other's negatives).
     """
 
-    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio, ego_dim=None):
+    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio, ego_dim=None, sample_size=None):
         r"""``embedding_dim``: width of the final embeddings the decoder reads; ``ego_dim``: width of
         the ego embeddings the mask token replaces (default ``embedding_dim``; wider final
-        embeddings come from bases that concatenate layers, e.g. NGCF)."""
+        embeddings come from bases that concatenate layers, e.g. NGCF); ``sample_size``: most masked
+        nodes reconstructed per step (``None``: all, as RLMRec)."""
         super().__init__()
         if not 0.0 < mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
+        if sample_size is not None and sample_size < 2:
+            raise ValueError(f"mask_sample_size must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
         self.temperature = temperature
         self.mask_ratio = mask_ratio
+        self.sample_size = sample_size
         self.mask_token = nn.Parameter(torch.zeros(1, ego_dim or embedding_dim))
         self.decoder = _mlp(embedding_dim, profile_dim)
 
@@ -129,7 +135,7 @@ class GenerativeAlignment(nn.Module):
         r"""Replace a random ``mask_ratio`` share of ``candidates`` (node ids) by the mask token.
 
         Returns:
-            tuple: the masked ego embeddings [N, d] and the masked node ids.
+            tuple: the masked ego embeddings [N, d] and the masked node ids, in random order.
         """
         n_masked = max(int(len(candidates) * self.mask_ratio), 1)
         seeds = candidates[torch.randperm(len(candidates), device=candidates.device)[:n_masked]]
@@ -138,7 +144,10 @@ class GenerativeAlignment(nn.Module):
         return ego_embeddings * keep + self.mask_token * (1.0 - keep), seeds
 
     def forward(self, node_embeddings, node_profile, seeds):
-        r"""Args: ``node_embeddings`` [N, d] propagated; ``node_profile`` [N, d_s] in the same node order."""
+        r"""Args: ``node_embeddings`` [N, d] propagated; ``node_profile`` [N, d_s] in the same node order;
+        ``seeds`` the masked node ids from :meth:`mask`."""
+        # mask() returns the masked nodes in random order: the first sample_size are a uniform sample.
+        seeds = seeds[: self.sample_size]
         reconstructed = self.decoder(node_embeddings[seeds])
         targets = node_profile[seeds]
         return info_nce(reconstructed, targets, targets, self.temperature).mean()

@@ -133,7 +133,9 @@ class AlignedRecommender:
             if ego_method is None or not hasattr(type(self), ego_method):
                 raise ValueError(f"align=gen needs the ego embeddings of {type(self).__name__}; its adapter has no ego_method")
             ego_dim = self.rlm_adapter.ego_dim(self, config)
-            self.alignment = GenerativeAlignment(embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim)
+            self.alignment = GenerativeAlignment(
+                embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim, config["mask_sample_size"]
+            )
             self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)
 
