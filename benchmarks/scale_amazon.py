@@ -11,7 +11,8 @@ round by round so that load from other processes spreads over all of them.
 2. How the alignment's cost per training step grows when the user count grows 10x: a synthetic
    copy of the split where every user appears 10 times (each copy keeps a random 80% of the user's
    pairs), with random vectors for the 110,000 users. ``align_user_negatives: all`` (RLMRec's: each
-   batch user against ALL users' projected profiles) vs ``batch`` (the batch's users only).
+   batch user against ALL users' projected profiles) vs ``batch`` (the batch's users only); Gen
+   reconstructing all masked nodes (RLMRec's) vs a sample of 1,024 of them (``mask_sample_size``).
 
     OMP_NUM_THREADS=1 python benchmarks/scale_amazon.py
     OMP_NUM_THREADS=1 python benchmarks/scale_amazon.py --rounds 1 --no-scale   # quick look
@@ -40,7 +41,13 @@ from recbole_llm.data.import_rlmrec import SPLITS, import_rlmrec, read_matrix  #
 
 DATASET = "rlmrec-amazon-book"
 PROTOCOL = os.path.join(REPO, "properties", "dataset", f"{DATASET}.yaml")
-VARIANTS = ["LightGCN", "LightGCN_RLM:con", "LightGCN_RLM:con:align_user_negatives=batch", "LightGCN_RLM:gen"]
+VARIANTS = [
+    "LightGCN",
+    "LightGCN_RLM:con",
+    "LightGCN_RLM:con:align_user_negatives=batch",
+    "LightGCN_RLM:gen",
+    "LightGCN_RLM:gen:mask_sample_size=1024",
+]
 BACKBONE = {"n_layers": 3}  # the same for every variant, so that only the alignment differs
 
 
