@@ -28,6 +28,7 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_trainer, init_logger, init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
+from variants import parse_value, parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
 BASE_CONFIG = {
@@ -44,18 +45,6 @@ BASE_CONFIG = {
     "show_progress": False,
     "state": "WARNING",
 }
-
-
-def parse_variant(text):
-    r"""``LightGCN`` or ``LightGCN_RLM:con`` or ``LightGCN_RLM:gen:align_weight=0.05``."""
-    model, *rest = text.split(":")
-    extra = {}
-    if rest:
-        extra["align"] = rest[0]
-    for item in rest[1:]:
-        key, value = item.split("=")
-        extra[key] = eval(value)
-    return model, extra
 
 
 def train_one(model_name, extra, seed, config_overrides):
@@ -97,7 +86,7 @@ def main():
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    overrides = {k: eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.max_epochs:
         overrides["epochs"] = args.max_epochs
     results = {v: [] for v in args.variants}

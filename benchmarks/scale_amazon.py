@@ -32,12 +32,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-import yaml  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from recbole_llm.data.import_rlmrec import SPLITS, import_rlmrec, read_matrix  # noqa: E402
+from variants import parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
 
 DATASET = "rlmrec-amazon-book"
 PROTOCOL = os.path.join(REPO, "properties", "dataset", f"{DATASET}.yaml")
@@ -49,16 +49,6 @@ VARIANTS = [
     "LightGCN_RLM:gen:mask_sample_size=1024",
 ]
 BACKBONE = {"n_layers": 3}  # the same for every variant, so that only the alignment differs
-
-
-def parse_variant(text):
-    r"""``LightGCN``, ``LightGCN_RLM:con`` or ``LightGCN_RLM:con:align_user_negatives=batch``."""
-    model, *rest = text.split(":")
-    extra = {"align": rest[0]} if rest else {}
-    for item in rest[1:]:
-        key, value = item.split("=", 1)
-        extra[key] = yaml.safe_load(value)
-    return model, extra
 
 
 # -- data -------------------------------------------------------------------------------------------
