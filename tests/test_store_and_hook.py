@@ -149,3 +149,14 @@ def test_missing_store_message(tmp_path):
     (tmp_path / "bad" / "manifest.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(ProfileStoreError, match="format_version 99"):
         ProfileStore(tmp_path / "bad").read_manifest()
+
+
+def test_clear_removes_the_stores_files_only(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.write_vectors("item", ["1", "2"], np.zeros((2, 3), dtype=np.float32), ["a", "b"])
+    store.rewrite_failures("user", {"7": {"id": "7", "error": "x", "prompt_sha": None, "source": "openai"}})
+    store.write_manifest({"format_version": 1})
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    store.clear()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
+    assert not store.exists()

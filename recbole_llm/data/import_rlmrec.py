@@ -363,16 +363,6 @@ def write_store(store_dir, manifest, kinds):
     return store
 
 
-def _clear_store(store_dir):
-    from recbole_llm.profiles.store import KINDS
-
-    names = ["manifest.json"] + [f"{k}{suffix}" for k in KINDS for suffix in (".jsonl", ".npy", "_ids.txt", "_text_sha.txt")]
-    for name in names:
-        path = os.path.join(store_dir, name)
-        if os.path.isfile(path):
-            os.remove(path)
-
-
 def _embed_texts(texts, embedder_name, logger):
     from recbole_llm.profiles.embedders import SentenceTransformerEmbedder
 
@@ -436,7 +426,9 @@ def import_rlmrec(src, name, out, profile_dir=None, embedder=None, force=False, 
     }
 
     if force:
-        _clear_store(store_dir)
+        from recbole_llm.profiles.store import ProfileStore
+
+        ProfileStore(store_dir).clear()
     embedder_identity = f"{LLM_IDENTITY}:{os.path.abspath(src)}"
     if to_embed:
         for kind in ("user", "item"):

@@ -59,6 +59,13 @@ class ProfileStore:
     def exists(self):
         return os.path.isfile(self.file("manifest.json"))
 
+    def clear(self):
+        r"""Remove the store's files (records, failures, vectors, id lists, manifest); keep the directory."""
+        suffixes = (".jsonl", "_failed.jsonl", ".npy", "_ids.txt", "_text_sha.txt")
+        for name in ["manifest.json"] + [kind + suffix for kind in KINDS for suffix in suffixes]:
+            if os.path.isfile(self.file(name)):
+                os.remove(self.file(name))
+
     @contextlib.contextmanager
     def lock(self):
         r"""Exclusive lock for writers (parallel ranks or runs building the same store)."""
