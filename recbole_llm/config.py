@@ -64,7 +64,8 @@ class Config(RecBoleConfig):
         for cls in reversed(model_class.__mro__):
             for root in (RECBOLE_PROPERTIES, PLUGIN_PROPERTIES):
                 path = os.path.join(root, "model", f"{cls.__name__}.yaml")
-                if os.path.isfile(path):
+                # A plugin model may share its RecBole parent's name (LightGCN): read each file once.
+                if os.path.isfile(path) and path not in files:
                     files.append(path)
         return files
 

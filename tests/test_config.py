@@ -21,11 +21,13 @@ def test_external_config_overrides_internal():
 def test_recbole_models_still_work():
     config = Config(model="LightGCN", dataset="ml-100k")
     assert config["n_layers"] == 2 and config["model"] == "LightGCN"
+    assert config["layer_combination"] == "mean"  # the plugin's LightGCN is RecBole's unless told otherwise
+    assert Config(model="BPR", dataset="ml-100k")["model"] == "BPR"
 
 
 def test_get_model_finds_rlm_classes_once():
     cls = get_model("LightGCN_RLM")
-    assert cls is get_model("LightGCN_RLM") is rlm(LightGCN)
+    assert cls is get_model("LightGCN_RLM") is rlm(get_model("LightGCN"))
     assert issubclass(cls, LightGCN) and cls.__name__ == "LightGCN_RLM"
     import recbole_llm.model.rlm as module
 

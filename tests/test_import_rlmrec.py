@@ -441,5 +441,7 @@ def test_model_property_file(dataset, name):
     expected = ORIGINAL.get((dataset, name), {})
     assert {k: config[k] for k in expected} == expected
     assert config["embedding_size"] == 32 and config["seed"] == 2023
+    if model.startswith("LightGCN"):
+        assert config["layer_combination"] == "sum"  # RLMRec's LightGCN
     if "align" in keys:
         assert name.endswith(config["align"])

@@ -98,3 +98,37 @@ def test_default_weights_and_temperatures_follow_the_alignment(tmp_path):
 def test_unknown_align_is_refused(tmp_path):
     with pytest.raises(ValueError, match="align must be one of"):
         make_model(tmp_path, align="contrastive")
+
+
+def test_lightgcn_layer_combination_mean_is_recboles_and_sum_adds_the_layers(tmp_path):
+    config, model, train_data, _, test_data = make_model(tmp_path, model="LightGCN", n_layers=2)
+    assert type(model) is get_model("LightGCN") and isinstance(model, LightGCN) and model.layer_combination == "mean"
+    users, items = model.forward()
+    recbole_users, recbole_items = LightGCN.forward(model)
+    assert torch.equal(users, recbole_users) and torch.equal(items, recbole_items)
+
+    config, summed, *_ = make_model(tmp_path, model="LightGCN", n_layers=2, layer_combination="sum")
+    summed.load_state_dict(model.state_dict())
+    ego = summed.get_ego_embeddings()
+    layer1 = torch.sparse.mm(summed.norm_adj_matrix, ego)
+    expected = torch.split(ego + layer1 + torch.sparse.mm(summed.norm_adj_matrix, layer1), [summed.n_users, summed.n_items])
+    users, items = summed.forward()
+    assert torch.allclose(users, expected[0], atol=1e-6) and torch.allclose(items, expected[1], atol=1e-6)
+    # The same ranking: every score is (n_layers + 1)^2 times the mean's.
+    interaction, *_ = next(iter(test_data))
+    model.eval(), summed.eval()
+    assert torch.allclose(summed.full_sort_predict(interaction), 9 * model.full_sort_predict(interaction), atol=1e-5)
+
+
+@pytest.mark.parametrize("align", ["con", "gen"])
+def test_lightgcn_rlm_trains_with_the_layer_sum(tmp_path, align):
+    config, model, train_data, *_ = make_model(tmp_path, align=align, layer_combination="sum")
+    interaction = next(iter(train_data))
+    *base_losses, alignment = model.calculate_loss(interaction)
+    (sum(base_losses) + alignment).backward()
+    assert alignment.item() > 0 and model.user_embedding.weight.grad.abs().sum() > 0
+
+
+def test_unknown_layer_combination_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="layer_combination must be one of"):
+        make_model(tmp_path, model="LightGCN", layer_combination="max")
