@@ -37,3 +37,12 @@ def test_get_model_finds_rlm_classes_once():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="NoSuchModel"):
         get_model("NoSuchModel_RLM")
+
+
+def test_aligned_models_default_to_a_longer_patience():
+    # Con's slow start outlasts RecBole's stopping_step of 10 (results/ml-100k.md); the base keeps RecBole's.
+    assert Config(model="LightGCN_RLM", dataset="ml-100k")["stopping_step"] == 30
+    assert Config(model="SGL_RLM", dataset="ml-100k")["stopping_step"] == 30
+    assert Config(model="LightGCN", dataset="ml-100k")["stopping_step"] == 10
+    assert Config(model="LightGCN_RLM", dataset="ml-100k", config_dict={"stopping_step": 7})["stopping_step"] == 7
+    assert Config(model="LightGCN_RLM", dataset="rlmrec-amazon-book")["stopping_step"] == 5  # the paper's protocol
