@@ -11,7 +11,8 @@ e.g. ``NCLTrainer`` for ``NCL_RLM``, which :func:`recbole_llm.rlm` registers) an
   ``device_ids=[local_rank]``, which only a GPU module accepts; on the CPU (gloo, see
   :class:`~recbole_llm.config.Config`) the model is wrapped without device ids.
 - **Multi-process checkpoints**: every rank uses rank 0's checkpoint file name (RecBole names it
-  by each process's clock) and waits for rank 0 to finish writing it before loading it.
+  by each process's clock) and waits for rank 0 to finish writing it before loading it; the
+  checkpoint directory is made race-free (RecBole's check-then-create failed one rank of a run).
 - **Distinct checkpoint names**: runs started in the same second in one directory (hyperparameter
   trials on small data) get ``-1``, ``-2`` ... instead of overwriting each other's checkpoint.
 
@@ -54,6 +55,9 @@ class PluginTrainerMixin:
     r"""What :func:`plugin_trainer` adds to a RecBole trainer class (see the module docstring)."""
 
     def __init__(self, config, model):
+        # RecBole's Trainer makes checkpoint_dir by check-then-create: the processes of one
+        # distributed run race on it (FileExistsError in one rank); creating it first is idempotent.
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         super().__init__(config, model)
         if not config["single_spec"]:
             names = [self.saved_model_file]
