@@ -20,11 +20,11 @@ class LightGCN(RecBoleLightGCN):
     r"""RecBole's LightGCN with a choice of layer combination (``layer_combination``).
 
     ``mean`` (default, RecBole's): the final embedding is the mean of the ``n_layers + 1`` layer
-    embeddings. ``sum``: their sum, as RLMRec's LightGCN (all its backbones' results use it).
+    embeddings. ``sum``: their sum, as RLMRec's LightGCN.
     Rankings are the same; training is not: BPR's scores are ``(n_layers + 1)^2`` times larger with
     the sum while RLMRec's cosine alignment is scale-free, so RLMRec's weights assume the sum, and
     under RLMRec's protocol (patience 5 on evaluations every 3 epochs) RecBole's mean stops long
-    before it converges (``results/ml-100k.md``).
+    before it converges (``results/ml-100k.md``, ``results/amazon-book.md``).
     """
 
     def __init__(self, config, dataset):
