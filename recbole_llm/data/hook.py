@@ -77,18 +77,18 @@ def _build(config, train_dataset, logger):
 
 def _aligned(store, kind, dataset, field, policy):
     ids, vectors, _ = store.read_vectors(kind)
-    npy = store.file(f"{kind}.npy")
+    npy, ids_file = store.kind_file(kind, "vectors"), store.kind_file(kind, "ids")
     token2id = dataset.field2token_id[field]
     internal = np.fromiter((token2id.get(t, -1) for t in ids), dtype=np.int64, count=len(ids))
     extra = [t for t, i in zip(ids, internal) if i <= 0]
     if extra:
         raise ProfileStoreError(
-            f"{store.file(kind + '_ids.txt')}: {len(extra)} {kind} ids are not in dataset {dataset.dataset_name} "
+            f"{ids_file}: {len(extra)} {kind} ids are not in dataset {dataset.dataset_name} "
             f"after filtering (e.g. {extra[:5]}). The store was built for other data or filtering: rebuild it with "
             f"`python -m recbole_llm.profiles build --dataset={dataset.dataset_name} --force` or set profile_dir."
         )
     if len(set(internal.tolist())) != len(internal):
-        raise ProfileStoreError(f"{store.file(kind + '_ids.txt')}: duplicate ids. Rebuild the store with --force.")
+        raise ProfileStoreError(f"{ids_file}: duplicate ids. Rebuild the store with --force.")
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():
         bad = [ids[r] for r in np.flatnonzero(~finite)]

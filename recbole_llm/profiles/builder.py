@@ -200,7 +200,7 @@ class ProfileBuilder:
         shas = [text_sha(t) for t in texts]
         old = {}
         manifest = self.store.read_manifest() if self.store.exists() else {}
-        if not force and manifest.get("embedder") == self.embedder.identity and os.path.isfile(self.store.file(f"{kind}.npy")):
+        if not force and manifest.get("embedder") == self.embedder.identity and os.path.isfile(self.store.kind_file(kind, "vectors")):
             ids, vectors, old_shas = self.store.read_vectors(kind)
             if old_shas is not None:
                 old = {(i, s): v for i, s, v in zip(ids, old_shas, vectors)}
@@ -217,7 +217,7 @@ class ProfileBuilder:
         return len(missing)
 
     def _write_manifest(self):
-        if not all(os.path.isfile(self.store.file(f"{kind}.npy")) for kind in KINDS):
+        if not all(os.path.isfile(self.store.kind_file(kind, "vectors")) for kind in KINDS):
             # Every profile of a kind failed: no usable store yet, and none is claimed (the next
             # build, or a training run, tries again).
             self.logger.warning(f"No manifest written in {self.store.path}: no {'/'.join(KINDS)} profile vectors yet")

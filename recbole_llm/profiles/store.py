@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 KINDS = ("item", "user")
 RECORD_FIELDS = ("id", "profile", "reasoning", "source", "prompt_sha")
 FAILURE_FIELDS = ("id", "error", "prompt_sha", "source")
+# Each kind's files, named <kind><suffix> (see the layout above): the one place that spells them.
+KIND_FILES = {"records": ".jsonl", "failures": "_failed.jsonl", "vectors": ".npy", "ids": "_ids.txt", "text_sha": "_text_sha.txt"}
 
 
 class ProfileStoreError(ValueError):
@@ -56,15 +58,19 @@ class ProfileStore:
     def file(self, name):
         return os.path.join(self.path, name)
 
+    def kind_file(self, kind, part):
+        r"""Path of ``kind``'s (item/user) file ``part`` (a key of :data:`KIND_FILES`)."""
+        return self.file(kind + KIND_FILES[part])
+
     def exists(self):
         return os.path.isfile(self.file("manifest.json"))
 
     def clear(self):
         r"""Remove the store's files (records, failures, vectors, id lists, manifest); keep the directory."""
-        suffixes = (".jsonl", "_failed.jsonl", ".npy", "_ids.txt", "_text_sha.txt")
-        for name in ["manifest.json"] + [kind + suffix for kind in KINDS for suffix in suffixes]:
-            if os.path.isfile(self.file(name)):
-                os.remove(self.file(name))
+        paths = [self.file("manifest.json")] + [self.kind_file(kind, part) for kind in KINDS for part in KIND_FILES]
+        for path in paths:
+            if os.path.isfile(path):
+                os.remove(path)
 
     @contextlib.contextmanager
     def lock(self):
@@ -82,11 +88,11 @@ class ProfileStore:
     def read_records(self, kind):
         r"""Latest record per id, in first-seen order. A malformed last line (a killed writer) is
         cut off the file, to be regenerated; a malformed line before it is an error."""
-        return self._read_log(self.file(f"{kind}.jsonl"), _check_record)
+        return self._read_log(self.kind_file(kind, "records"), _check_record)
 
     def read_failures(self, kind):
         r"""Latest failed attempt per id (see :meth:`append_failure`)."""
-        return self._read_log(self.file(f"{kind}_failed.jsonl"), _check_failure)
+        return self._read_log(self.kind_file(kind, "failures"), _check_failure)
 
     @staticmethod
     def _read_log(path, check):
@@ -121,12 +127,12 @@ class ProfileStore:
 
     def append(self, kind, record):
         _check_record(record)
-        self._append(self.file(f"{kind}.jsonl"), record)
+        self._append(self.kind_file(kind, "records"), record)
 
     def append_failure(self, kind, failure):
         r"""Record a failed generation at once, so that ``profiles status`` can report it."""
         _check_failure(failure)
-        self._append(self.file(f"{kind}_failed.jsonl"), failure)
+        self._append(self.kind_file(kind, "failures"), failure)
 
     def _append(self, path, record):
         os.makedirs(self.path, exist_ok=True)
@@ -136,11 +142,11 @@ class ProfileStore:
 
     def rewrite_records(self, kind, records):
         r"""Compact the log to one record per id (atomic)."""
-        _write_jsonl(self.file(f"{kind}.jsonl"), records.values())
+        _write_jsonl(self.kind_file(kind, "records"), records.values())
 
     def rewrite_failures(self, kind, failures):
         r"""Keep only ``failures`` (atomic); no file when there are none."""
-        path = self.file(f"{kind}_failed.jsonl")
+        path = self.kind_file(kind, "failures")
         if failures:
             _write_jsonl(path, failures.values())
         elif os.path.isfile(path):
@@ -150,7 +156,7 @@ class ProfileStore:
 
     def read_vectors(self, kind):
         r"""Return (ids, vectors [n, dim] float32, text shas or None), checked for consistency."""
-        ids_path, npy_path = self.file(f"{kind}_ids.txt"), self.file(f"{kind}.npy")
+        ids_path, npy_path = self.kind_file(kind, "ids"), self.kind_file(kind, "vectors")
         for path in (ids_path, npy_path):
             if not os.path.isfile(path):
                 raise ProfileStoreError(
@@ -168,7 +174,7 @@ class ProfileStore:
                 "(expected [n_ids, dim]). Rebuild the store with `python -m recbole_llm.profiles build --force`."
             )
         shas = None
-        sha_path = self.file(f"{kind}_text_sha.txt")
+        sha_path = self.kind_file(kind, "text_sha")
         if os.path.isfile(sha_path):
             with open(sha_path, encoding="utf-8") as f:
                 shas = f.read().splitlines()
@@ -178,9 +184,9 @@ class ProfileStore:
 
     def write_vectors(self, kind, ids, vectors, shas):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        _write_atomic(self.file(f"{kind}.npy"), lambda f: np.save(f, vectors))
-        _write_atomic(self.file(f"{kind}_ids.txt"), lambda f: f.write("".join(i + "\n" for i in ids).encode("utf-8")))
-        _write_atomic(self.file(f"{kind}_text_sha.txt"), lambda f: f.write("".join(s + "\n" for s in shas).encode()))
+        _write_atomic(self.kind_file(kind, "vectors"), lambda f: np.save(f, vectors))
+        _write_atomic(self.kind_file(kind, "ids"), lambda f: f.write("".join(i + "\n" for i in ids).encode("utf-8")))
+        _write_atomic(self.kind_file(kind, "text_sha"), lambda f: f.write("".join(s + "\n" for s in shas).encode()))
 
     # -- manifest -------------------------------------------------------------------------------
 
