@@ -4,13 +4,19 @@ Every variant trains with the same config and seeds, interleaved (seed by seed),
 one thread; early stopping on valid Recall@20; test Recall/NDCG @5/10/20, the best valid Recall@20
 and seconds per training epoch are printed as a markdown table (mean ± std over seeds; ratio =
 s/epoch over the first variant). Epoch time is the median over epochs of this process's CPU time
-(one thread, no dataloader workers): on a shared machine it is far steadier than wall time.
+(one thread, no dataloader workers): on a shared machine it is far steadier than wall time. On a
+GPU (RecBole's ``use_gpu``, on by default when CUDA is there) it is wall time between CUDA
+synchronisations instead, since the CPU only waits for the device.
 
     OMP_NUM_THREADS=1 python benchmarks/ml100k.py --seeds 2020 2021 2022
     OMP_NUM_THREADS=1 python benchmarks/ml100k.py --max-epochs 5 --seeds 1   # speed only
+
+Runs can be spread over processes (e.g. one per variant and seed on a GPU machine): each appends
+its runs to ``--record FILE`` (JSON lines) and ``--table FILE ...`` prints the table of them all.
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -62,11 +68,12 @@ def train_one(model_name, extra, seed, config_overrides):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     epoch_seconds = []
     train_epoch = trainer._train_epoch
+    clock = _clock(config["device"])
 
     def timed_train_epoch(*args, **kwargs):
-        start = time.process_time()
+        start = clock()
         result = train_epoch(*args, **kwargs)
-        epoch_seconds.append(time.process_time() - start)
+        epoch_seconds.append(clock() - start)
         return result
 
     trainer._train_epoch = timed_train_epoch
@@ -78,13 +85,48 @@ def train_one(model_name, extra, seed, config_overrides):
     return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
 
 
+def _clock(device):
+    if device.type != "cuda":
+        return time.process_time
+
+    def cuda_wall_time():
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    return cuda_wall_time
+
+
+def _read_records(paths):
+    results = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                run = json.loads(line)
+                results.setdefault(run["variant"], []).append((run["metrics"], run["sec"], run["epochs"], run["seed"]))
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["LightGCN", "LightGCN_RLM:con", "LightGCN_RLM:gen"])
+    parser.add_argument("--variants", nargs="+", help="default: LightGCN LightGCN_RLM:con LightGCN_RLM:gen "
+                        "(with --table: every recorded variant); the first is the reference of the ratios")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--max-epochs", type=int, default=None, help="cap epochs (speed runs)")
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
+    parser.add_argument("--record", help="append each run to this JSON-lines file")
+    parser.add_argument("--table", nargs="+", metavar="FILE", help="print the table of recorded runs, train nothing")
     args = parser.parse_args()
+    if args.table:
+        results = _read_records(args.table)
+        args.variants = args.variants or list(results)
+        missing = [v for v in args.variants if v not in results]
+        if missing:
+            parser.error(f"no recorded runs of {missing} in {args.table}")
+        results = {v: results[v] for v in args.variants}
+        args.seeds = sorted({r[3] for runs in results.values() for r in runs})
+        print_table(results, args, "recorded runs")
+        return
+    args.variants = args.variants or ["LightGCN", "LightGCN_RLM:con", "LightGCN_RLM:gen"]
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.max_epochs:
@@ -94,11 +136,14 @@ def main():
         for variant in args.variants:
             model, extra = parse_variant(variant)
             metrics, sec, epochs = train_one(model, extra, seed, overrides)
-            results[variant].append((metrics, sec, epochs))
+            results[variant].append((metrics, sec, epochs, seed))
+            if args.record:
+                with open(args.record, "a") as f:
+                    f.write(json.dumps({"variant": variant, "seed": seed, "set": args.set, "metrics": metrics, "sec": sec, "epochs": epochs}) + "\n")
             print(f"seed {seed} {variant}: valid recall@20 {metrics['valid recall@20']:.4f} "
                   f"test recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f} "
                   f"{sec:.3f} s/epoch, {epochs} epochs", file=sys.stderr, flush=True)
-    print_table(results, args)
+    print_table(results, args, f"{os.environ['OMP_NUM_THREADS']} thread(s)")
 
 
 def _fmt(values):
@@ -107,9 +152,9 @@ def _fmt(values):
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def print_table(results, args):
+def print_table(results, args, how):
     first = statistics.mean(r[1] for r in results[args.variants[0]])
-    print(f"\nml-100k, seeds {args.seeds}, {os.environ['OMP_NUM_THREADS']} thread(s), test split, mean ± std\n")
+    print(f"\nml-100k, seeds {args.seeds}, {how}, test split, mean ± std\n")
     columns = METRICS + ["valid recall@20"]
     print("| variant | " + " | ".join(columns) + " | s/epoch | ratio | epochs |")
     print("|---" * (len(columns) + 4) + "|")

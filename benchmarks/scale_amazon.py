@@ -1,4 +1,5 @@
-r"""Speed and memory of LightGCN vs LightGCN_RLM (con, gen) on RLMRec's real Amazon-book split, CPU, one thread.
+r"""Speed and memory of LightGCN vs LightGCN_RLM (con, gen) on RLMRec's real Amazon-book split, CPU, one thread
+(or on a GPU, when RecBole finds one: wall seconds between CUDA synchronisations and peak GPU memory).
 
 The split (11,000 users, 9,332 items, 120,464 training pairs) is imported with
 ``recbole_llm.data.import_rlmrec`` from an RLMRec folder that holds it plus random 1536-d float32
@@ -82,7 +83,7 @@ def prepare(src, work, factor, dim):
     if factor == 1:  # the real raw ids
         for name in os.listdir(src):
             if name.endswith(".json"):
-                os.symlink(os.path.join(src, name), os.path.join(folder, name))
+                os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(folder, name))
     print(f"importing {folder} ({n_users} users) ...", file=sys.stderr, flush=True)
     import_rlmrec(folder, DATASET if factor == 1 else f"{DATASET}-x{factor}", data_path, profile_dir=store, force=True)
     for name in os.listdir(folder):  # the pickles served their purpose; the store holds the vectors
@@ -151,22 +152,33 @@ def child(spec):
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset)
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     result = {"users": train_data._dataset.user_num - 1, "rss_before_mb": _rss_mb("VmRSS"),
               "peak_load_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     result["peak_reset"] = _reset_peak_rss()
+    result["device"] = config["device"].type
     if spec["mode"] == "epochs":
         result["seconds"], result["cpu_seconds"] = [], []
         for epoch in range(spec["epochs"]):
             start, cpu_start = time.perf_counter(), time.process_time()
             trainer._train_epoch(train_data, epoch, show_progress=False)
+            _synchronize(config["device"])
             result["seconds"].append(time.perf_counter() - start)
             result["cpu_seconds"].append(time.process_time() - cpu_start)
     else:
         result["seconds"], result["cpu_seconds"] = _time_steps(model, trainer.optimizer, train_data, spec["steps"])
     result["peak_train_mb"] = _rss_mb("VmHWM")
+    if config["device"].type == "cuda":
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated(config["device"]) / 2**20
     print(json.dumps(result))
+
+
+def _synchronize(device):
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def _time_steps(model, optimizer, train_data, steps):
@@ -219,6 +231,8 @@ def _median(runs, key="cpu_seconds"):
 
 
 def print_epoch_table(runs, args):
+    if runs[args.variants[0]][0]["device"] == "cuda":
+        return _print_gpu_epoch_table(runs, args)
     base = _median(runs[args.variants[0]])
     print(f"\n### Seconds per training epoch and peak memory, {DATASET} (11,000 users, 9,332 items, "
           f"120,464 training pairs), {args.dim}-d profiles, CPU, 1 thread\n")
@@ -233,6 +247,19 @@ def print_epoch_table(runs, args):
         before = statistics.median(r["rss_before_mb"] for r in vruns)
         train_peak = statistics.median(r["peak_train_mb"] - r["rss_before_mb"] for r in vruns)
         print(f"| {variant} | {sec:.2f} | {sec / base:.2f}x | {wall:.2f} | {peak:.0f} | {before:.0f} | {train_peak:.0f} |")
+
+
+def _print_gpu_epoch_table(runs, args):
+    base = _median(runs[args.variants[0]], "seconds")
+    print(f"\n### Seconds per training epoch and peak GPU memory, {DATASET}, {args.dim}-d profiles, GPU "
+          "(RecBole's dataloader on 1 CPU thread)\n")
+    print(f"Median wall seconds over {args.rounds} rounds x {args.epochs} epochs per variant (variants interleaved).\n")
+    print("| variant | wall s/epoch | x base | peak GPU memory allocated (MB) |")
+    print("|---|---|---|---|")
+    for variant, vruns in runs.items():
+        sec = _median(vruns, "seconds")
+        gpu = max(r["gpu_peak_mb"] for r in vruns)
+        print(f"| {variant} | {sec:.3f} | {sec / base:.2f}x | {gpu:.0f} |")
 
 
 def print_scale_table(scaled, args):
