@@ -53,9 +53,9 @@ BASE_CONFIG = {
 }
 
 
-def train_one(model_name, extra, seed, config_overrides):
+def train_one(model_name, extra, seed, config_overrides, profiles):
     # One profile store per seed: user profiles depend on the seed's training split.
-    store = {"profile_dir": os.path.join("profiles", f"ml-100k-seed{seed}")}
+    store = {"profile_dir": profiles.format(seed=seed)}
     # RecBole names checkpoints by model and second: parallel runs need their own directory.
     store["checkpoint_dir"] = tempfile.mkdtemp(prefix="recbole_llm_bench_")
     config = Config(model=model_name, dataset="ml-100k", config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed})
@@ -113,6 +113,8 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--max-epochs", type=int, default=None, help="cap epochs (speed runs)")
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
+    parser.add_argument("--profiles", default=os.path.join("profiles", "ml-100k-seed{seed}"),
+                        help="profile store of each seed (default: %(default)s); another split needs its own")
     parser.add_argument("--record", help="append each run to this JSON-lines file")
     parser.add_argument("--table", nargs="+", metavar="FILE", help="print the table of recorded runs, train nothing")
     args = parser.parse_args()
@@ -135,7 +137,7 @@ def main():
     for seed in args.seeds:
         for variant in args.variants:
             model, extra = parse_variant(variant)
-            metrics, sec, epochs = train_one(model, extra, seed, overrides)
+            metrics, sec, epochs = train_one(model, extra, seed, overrides, args.profiles)
             results[variant].append((metrics, sec, epochs, seed))
             if args.record:
                 with open(args.record, "a") as f:
