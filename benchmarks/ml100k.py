@@ -53,12 +53,13 @@ BASE_CONFIG = {
 }
 
 
-def train_one(model_name, extra, seed, config_overrides, profiles):
+def train_one(model_name, extra, seed, config_overrides, profiles, config_files):
     # One profile store per seed: user profiles depend on the seed's training split.
     store = {"profile_dir": profiles.format(seed=seed)}
     # RecBole names checkpoints by model and second: parallel runs need their own directory.
     store["checkpoint_dir"] = tempfile.mkdtemp(prefix="recbole_llm_bench_")
-    config = Config(model=model_name, dataset="ml-100k", config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed})
+    config = Config(model=model_name, dataset="ml-100k", config_file_list=config_files,
+                    config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed})
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
@@ -112,6 +113,7 @@ def main():
                         "(with --table: every recorded variant); the first is the reference of the ratios")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--max-epochs", type=int, default=None, help="cap epochs (speed runs)")
+    parser.add_argument("--config-files", nargs="*", default=None, help="YAML files for all variants (e.g. another split)")
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
     parser.add_argument("--profiles", default=os.path.join("profiles", "ml-100k-seed{seed}"),
                         help="profile store of each seed (default: %(default)s); another split needs its own")
@@ -137,11 +139,11 @@ def main():
     for seed in args.seeds:
         for variant in args.variants:
             model, extra = parse_variant(variant)
-            metrics, sec, epochs = train_one(model, extra, seed, overrides, args.profiles)
+            metrics, sec, epochs = train_one(model, extra, seed, overrides, args.profiles, args.config_files)
             results[variant].append((metrics, sec, epochs, seed))
             if args.record:
                 with open(args.record, "a") as f:
-                    f.write(json.dumps({"variant": variant, "seed": seed, "set": args.set, "metrics": metrics, "sec": sec, "epochs": epochs}) + "\n")
+                    f.write(json.dumps({"variant": variant, "seed": seed, "config_files": args.config_files, "set": args.set, "metrics": metrics, "sec": sec, "epochs": epochs}) + "\n")
             print(f"seed {seed} {variant}: valid recall@20 {metrics['valid recall@20']:.4f} "
                   f"test recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f} "
                   f"{sec:.3f} s/epoch, {epochs} epochs", file=sys.stderr, flush=True)
