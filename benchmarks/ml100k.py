@@ -34,7 +34,7 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_trainer, init_logger, init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
-from variants import parse_value, parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
+from common import parse_value, parse_variant, profile_pattern, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
 BASE_CONFIG = {
@@ -91,7 +91,7 @@ def _clock(device):
         return time.process_time
 
     def cuda_wall_time():
-        torch.cuda.synchronize(device)
+        synchronize(device)
         return time.perf_counter()
 
     return cuda_wall_time
@@ -115,7 +115,7 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=None, help="cap epochs (speed runs)")
     parser.add_argument("--config-files", nargs="*", default=None, help="YAML files for all variants (e.g. another split)")
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
-    parser.add_argument("--profiles", default=os.path.join("profiles", "ml-100k-seed{seed}"),
+    parser.add_argument("--profiles", default=profile_pattern("ml-100k"),
                         help="profile store of each seed (default: %(default)s); another split needs its own")
     parser.add_argument("--record", help="append each run to this JSON-lines file")
     parser.add_argument("--table", nargs="+", metavar="FILE", help="print the table of recorded runs, train nothing")

@@ -4,8 +4,8 @@ embeddings alone": Amazon-book Recall@20 .0199 against LightGCN's .1411). Popula
 counts) is printed beside it for scale.
 
 Same split as the training runs (RecBole's, built from the same Config and seed), the same store per
-seed as ``benchmarks/ml100k.py`` (``profiles/<dataset>-seed<S>``), full ranking with training items
-(and, for test, valid items) excluded, Recall@K and NDCG@K as RecBole defines them.
+seed as ``benchmarks/ml100k.py`` (``--profiles``, ``--config-files`` as there), full ranking with
+training items (and, for test, valid items) excluded, Recall@K and NDCG@K as RecBole defines them.
 
     OMP_NUM_THREADS=1 python benchmarks/profiles_alone.py --seeds 2020 2021 2022
 """
@@ -28,6 +28,7 @@ from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llm import Config  # noqa: E402
 from recbole_llm.data.hook import profile_tensors  # noqa: E402
+from common import profile_pattern  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def recall_ndcg(scores, truth, k):
@@ -47,9 +48,9 @@ def dense(dataset):
     return torch.from_numpy(dataset.inter_matrix(form="csr").toarray() > 0)
 
 
-def evaluate(seed, dataset_name, k):
-    config = Config(model="LightGCN_RLM", dataset=dataset_name, config_dict={
-        "seed": seed, "profile_dir": os.path.join("profiles", f"{dataset_name}-seed{seed}"), "state": "WARNING"})
+def evaluate(seed, dataset_name, k, profiles, config_files):
+    config = Config(model="LightGCN_RLM", dataset=dataset_name, config_file_list=config_files,
+                    config_dict={"seed": seed, "profile_dir": profiles.format(seed=seed), "state": "WARNING"})
     init_seed(seed, config["reproducibility"])
     train, valid, test = (d._dataset for d in data_preparation(config, create_dataset(config)))
     user_profile, item_profile = profile_tensors(config, train)
@@ -72,9 +73,12 @@ def main():
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--config-files", nargs="*", default=None, help="YAML files (e.g. another split)")
+    parser.add_argument("--profiles", default=None, help="profile store of each seed (default: profiles/<dataset>-seed{seed})")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    runs = [evaluate(seed, args.dataset, args.k) for seed in args.seeds]
+    profiles = args.profiles or profile_pattern(args.dataset)
+    runs = [evaluate(seed, args.dataset, args.k, profiles, args.config_files) for seed in args.seeds]
     k = args.k
     print(f"\n{args.dataset}, seeds {args.seeds}, mean over seeds (per seed in brackets)\n")
     print(f"| ranker | valid Recall@{k} | valid NDCG@{k} | test Recall@{k} | test NDCG@{k} |")

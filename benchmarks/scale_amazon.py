@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from recbole_llm.data.import_rlmrec import SPLITS, import_rlmrec, read_matrix  # noqa: E402
-from variants import parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
+from common import parse_variant, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
 
 DATASET = "rlmrec-amazon-book"
 PROTOCOL = os.path.join(REPO, "properties", "dataset", f"{DATASET}.yaml")
@@ -163,7 +163,7 @@ def child(spec):
         for epoch in range(spec["epochs"]):
             start, cpu_start = time.perf_counter(), time.process_time()
             trainer._train_epoch(train_data, epoch, show_progress=False)
-            _synchronize(config["device"])
+            synchronize(config["device"])
             result["seconds"].append(time.perf_counter() - start)
             result["cpu_seconds"].append(time.process_time() - cpu_start)
     else:
@@ -172,13 +172,6 @@ def child(spec):
     if config["device"].type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated(config["device"]) / 2**20
     print(json.dumps(result))
-
-
-def _synchronize(device):
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def _time_steps(model, optimizer, train_data, steps):

@@ -1,6 +1,8 @@
-r"""The benchmarks' variant syntax: ``Model[:align[:key=value ...]]``."""
+r"""What the benchmark scripts share: the variant syntax ``Model[:align[:key=value ...]]``, where each
+seed's profile store lives, and timing on a GPU."""
 
 import ast
+import os
 
 
 def parse_value(text):
@@ -20,3 +22,16 @@ def parse_variant(text):
         key, value = item.split("=", 1)
         extra[key] = parse_value(value)
     return model, extra
+
+
+def profile_pattern(dataset):
+    r"""Default ``--profiles``: one store per seed (user profiles follow the seed's training split)."""
+    return os.path.join("profiles", dataset + "-seed{seed}")
+
+
+def synchronize(device):
+    r"""Wait for the GPU's queued work, so that a wall clock read next measures it (no-op on the CPU)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
