@@ -70,6 +70,49 @@ def test_contrastive_alignment_equals_rlmrec_formula(user_negatives):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def _con_batch():
+    torch.manual_seed(3)
+    user_profile, item_profile = torch.randn(30, 10), torch.randn(40, 10)
+    user_all, item_all = torch.randn(30, 4), torch.randn(40, 4)
+    user, pos, neg = torch.randint(1, 30, (64,)), torch.randint(1, 40, (64,)), torch.randint(1, 40, (64,))
+    return user_all, item_all, user, pos, neg, user_profile, item_profile
+
+
+@pytest.mark.parametrize("user_negatives", ["all", "batch"])
+def test_contrastive_sample_uses_a_uniform_sample_of_the_batch_rows(user_negatives):
+    user_all, item_all, user, pos, neg, user_profile, item_profile = _con_batch()
+    sampled = ContrastiveAlignment(10, 4, 0.2, user_negatives, sample_size=16)
+    full = ContrastiveAlignment(10, 4, 0.2, user_negatives)
+    full.load_state_dict(sampled.state_dict())
+    torch.manual_seed(7)
+    loss = sampled(user_all, item_all, user, pos, neg, user_profile, item_profile)
+    torch.manual_seed(7)
+    rows = torch.randperm(len(user))[:16]
+    expected = full(user_all, item_all, user[rows], pos[rows], neg[rows], user_profile, item_profile)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.item() != pytest.approx(full(user_all, item_all, user, pos, neg, user_profile, item_profile).item(), rel=1e-3)
+    # A batch no larger than the sample is used whole, drawing no random numbers.
+    whole = ContrastiveAlignment(10, 4, 0.2, user_negatives, sample_size=64)
+    whole.load_state_dict(sampled.state_dict())
+    state = torch.get_rng_state()
+    assert whole(user_all, item_all, user, pos, neg, user_profile, item_profile).item() == pytest.approx(
+        full(user_all, item_all, user, pos, neg, user_profile, item_profile).item(), rel=1e-6
+    )
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_contrastive_sample_keeps_the_cost_fixed():
+    align = ContrastiveAlignment(10, 4, 0.2, "batch", sample_size=8)
+    projected = []
+    align.projector.register_forward_hook(lambda module, inputs, output: projected.append(len(inputs[0])))
+    for batch in (64, 4096):
+        user, item = torch.randint(1, 5000, (batch,)), torch.randint(1, 5000, (2, batch))
+        profiles, embeddings = torch.randn(5000, 10), torch.randn(5000, 4)
+        align(embeddings, embeddings, user, item[0], item[1], profiles, profiles)
+    # Per step: at most 8 positive + 8 negative distinct items, then at most 8 distinct users.
+    assert len(projected) == 4 and max(projected) <= 16
+
+
 def test_contrastive_projector_shape_and_init():
     align = ContrastiveAlignment(384, 64, 0.2)
     first, act, last = align.projector
@@ -149,6 +192,8 @@ def test_generative_sample_keeps_the_cost_fixed():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="align_user_negatives"):
         ContrastiveAlignment(4, 4, 0.2, "sampled")
+    with pytest.raises(ValueError, match="align_sample_size"):
+        ContrastiveAlignment(4, 4, 0.2, sample_size=1)
     with pytest.raises(ValueError, match="mask_ratio"):
         GenerativeAlignment(4, 4, 0.2, 0.0)
     with pytest.raises(ValueError, match="mask_sample_size"):

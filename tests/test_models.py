@@ -66,6 +66,16 @@ def test_gen_reads_its_sample_size_from_the_config(tmp_path):
     assert decoded == [8]
 
 
+def test_con_reads_its_sample_size_and_reduced_profiles_from_the_config(tmp_path):
+    _, model, train_data, _, _ = make_model(tmp_path, align="con", align_sample_size=4, profile_reduce_dim=8)
+    assert model.alignment.sample_size == 4
+    assert model.node_profile.shape[1] == 8 and model.alignment.projector[0].in_features == 8
+    projected = []
+    model.alignment.projector.register_forward_hook(lambda module, inputs, output: projected.append(len(inputs[0])))
+    losses = model.calculate_loss(next(iter(train_data)))
+    assert projected[0] <= 8 and losses[1].item() > 0  # at most 4 positive + 4 negative distinct items
+
+
 def test_profiles_are_buffers_not_parameters_nor_checkpointed(tmp_path):
     _, model, _, _, _ = make_model(tmp_path, align="con")
     assert "node_profile" in dict(model.named_buffers())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_data
-from recbole_llm.data.hook import profile_tensors
+from recbole_llm.data.hook import profile_tensors, reduce_profiles
 from recbole_llm.profiles.records import split_fingerprint
 from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, text_sha
 
@@ -160,3 +160,50 @@ def test_clear_removes_the_stores_files_only(tmp_path):
     store.clear()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
     assert not store.exists()
+
+
+def test_reduced_profiles_keep_the_best_rank_k_dot_products(caplog):
+    rng = np.random.default_rng(0)
+    user, item = rng.standard_normal((7, 6)).astype(np.float32), rng.standard_normal((9, 6)).astype(np.float32)
+    nodes = np.concatenate([user, item]).astype(np.float64)
+    with caplog.at_level("INFO"):
+        reduced_user, reduced_item = reduce_profiles(user, item, 3, "store")
+    assert reduced_user.dtype == np.float32 and reduced_user.shape == (7, 3) and reduced_item.shape == (9, 3)
+    reduced = np.concatenate([reduced_user, reduced_item])
+    # Eckart-Young: the best rank-3 approximation of the Gram matrix, from the SVD of all nodes.
+    u, s, _ = np.linalg.svd(nodes, full_matrices=False)
+    best = (u[:, :3] * s[:3] ** 2) @ u[:, :3].T
+    assert np.allclose(reduced @ reduced.T, best, atol=1e-4)
+    kept = (s[:3] ** 2).sum() / (s**2).sum()
+    assert f"6 -> 3 dims, keeping {kept:.1%}" in caplog.text
+
+
+def test_reduced_profiles_of_low_rank_vectors_are_exact():
+    rng = np.random.default_rng(1)
+    basis = rng.standard_normal((2, 5))
+    user = (rng.standard_normal((4, 2)) @ basis).astype(np.float32)
+    item = (rng.standard_normal((6, 2)) @ basis).astype(np.float32)
+    user[0] = 0.0  # padding row stays zero
+    reduced_user, reduced_item = reduce_profiles(user, item, 2, "store")
+    assert np.all(reduced_user[0] == 0)
+    for original, reduced in ((user, reduced_user), (item, reduced_item)):
+        assert np.allclose(reduced @ reduced.T, original @ original.T, atol=1e-4)
+
+
+@pytest.mark.parametrize("dim", [0, 5, 8, 2.5])
+def test_bad_reduce_dim_is_refused_with_the_range_and_fix(dim):
+    vectors = np.ones((3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"profile_reduce_dim must be an integer from 1 to 4 for the 5-d profile vectors of my/store.*~"):
+        reduce_profiles(vectors, vectors, dim, "my/store")
+
+
+def test_profile_tensors_reduce_when_asked(train, tmp_path):
+    config, dataset = train
+    write_store(tmp_path / "store", dataset)
+    whole_user, whole_item = profile_tensors(config, dataset)
+    config["profile_reduce_dim"] = 2
+    user, item = profile_tensors(config, dataset)
+    assert user.shape == (dataset.user_num, 2) and item.shape == (dataset.item_num, 2)
+    assert torch.all(user[0] == 0) and torch.all(item[0] == 0)
+    expected_user, expected_item = reduce_profiles(whole_user.numpy(), whole_item.numpy(), 2, "store")
+    assert np.allclose(user.numpy(), expected_user) and np.allclose(item.numpy(), expected_item)

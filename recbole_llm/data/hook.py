@@ -4,6 +4,7 @@ Rows are matched by raw token after RecBole's filtering and remapping, never by 
 (RecBole's padding id) is zero. A missing store is built first with the configured backends; a
 store whose training split differs from this run's is refused (its user profiles would leak or be
 wrong) unless it was written by the configured backends, in which case it is brought up to date.
+``profile_reduce_dim`` optionally narrows the vectors once, at load (:func:`reduce_profiles`).
 """
 
 from logging import getLogger
@@ -37,7 +38,31 @@ def profile_tensors(config, train_dataset):
             f"{store.file('manifest.json')} says dim {manifest_dim}, the vectors have {user.shape[1]}. "
             "Rebuild with `python -m recbole_llm.profiles build --force`."
         )
+    if config["profile_reduce_dim"] is not None:
+        user, item = reduce_profiles(user, item, config["profile_reduce_dim"], store.path)
     return torch.from_numpy(user), torch.from_numpy(item)
+
+
+def reduce_profiles(user, item, dim, source):
+    r"""Project user and item profiles onto the top ``dim`` right singular vectors of all of them.
+
+    An uncentred truncated SVD: the projected vectors' dot products are the best rank-``dim``
+    approximation of the originals' (Eckart-Young), so their geometry changes as little as that
+    width allows, while the alignment MLPs, whose cost grows with the profile width, shrink by
+    ``d / dim``. The vectors stay whole in the store; this runs once per model build.
+    """
+    d = user.shape[1]
+    if not isinstance(dim, int) or not 1 <= dim < d:
+        raise ValueError(
+            f"profile_reduce_dim must be an integer from 1 to {d - 1} for the {d}-d profile vectors of {source}, "
+            f"got {dim!r}; set it to ~ to use them whole."
+        )
+    gram = (user.T @ user + item.T @ item).astype(np.float64)
+    energy, basis = np.linalg.eigh(gram)  # ascending
+    top = np.ascontiguousarray(basis[:, ::-1][:, :dim], dtype=np.float32)
+    kept = energy[::-1][:dim].sum() / max(energy.sum(), np.finfo(np.float64).tiny)
+    getLogger().info(f"profile_reduce_dim={dim}: profile vectors {d} -> {dim} dims, keeping {kept:.1%} of their energy.")
+    return user @ top, item @ top
 
 
 def ensure_store(config, train_dataset):

@@ -70,15 +70,20 @@ class ContrastiveAlignment(nn.Module):
     Each batch user is contrasted with all users' projected profiles (``user_negatives='all'``, as
     RLMRec) or with the batch's users only (``'batch'``: cost independent of the user count); the
     positive and negative items each with the in-batch projected item profiles. The three summed
-    losses are divided by the batch size.
+    losses are divided by the batch size. ``sample_size`` can cap how many of the batch's
+    (user, positive, negative) rows the loss uses (a uniform sample; they are also each other's
+    negatives), so that its cost stops growing with the batch.
     """
 
-    def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all"):
+    def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None):
         super().__init__()
         if user_negatives not in USER_NEGATIVES:
             raise ValueError(f"align_user_negatives must be one of {USER_NEGATIVES}, got {user_negatives!r}")
+        if sample_size is not None and sample_size < 2:
+            raise ValueError(f"align_sample_size must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
         self.temperature = temperature
         self.user_negatives = user_negatives
+        self.sample_size = sample_size
         self.projector = _mlp(profile_dim, embedding_dim)
 
     def forward(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
@@ -86,6 +91,9 @@ class ContrastiveAlignment(nn.Module):
         ``user, pos_item, neg_item`` the batch [B]; ``user_profile, item_profile`` all profile
         vectors, row = internal id (row 0 = padding)."""
         t = self.temperature
+        if self.sample_size is not None and len(user) > self.sample_size:
+            rows = torch.randperm(len(user), device=user.device)[: self.sample_size]
+            user, pos_item, neg_item = user[rows], pos_item[rows], neg_item[rows]
         pos_ids, pos_counts = torch.unique(pos_item, return_counts=True)
         neg_ids, neg_counts = torch.unique(neg_item, return_counts=True)
         # Each distinct item of the batch is projected once.

@@ -127,7 +127,9 @@ class AlignedRecommender:
         embedding_dim = self.rlm_adapter.embedding_dim(self, config)
         profile_dim = self.node_profile.shape[1]
         if self.align == "con":
-            self.alignment = ContrastiveAlignment(profile_dim, embedding_dim, temperature, config["align_user_negatives"])
+            self.alignment = ContrastiveAlignment(
+                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"]
+            )
         else:
             ego_method = self.rlm_adapter.ego_method
             if ego_method is None or not hasattr(type(self), ego_method):
