@@ -76,6 +76,12 @@ def test_con_reads_its_sample_size_and_reduced_profiles_from_the_config(tmp_path
     assert projected[0] <= 8 and losses[1].item() > 0  # at most 4 positive + 4 negative distinct items
 
 
+def test_gen_reconstructs_the_reduced_profiles(tmp_path):
+    _, model, train_data, _, _ = make_model(tmp_path, align="gen", profile_reduce_dim=8)
+    assert model.node_profile.shape[1] == 8 and model.alignment.decoder[2].out_features == 8
+    assert model.calculate_loss(next(iter(train_data)))[1].item() > 0
+
+
 def test_profiles_are_buffers_not_parameters_nor_checkpointed(tmp_path):
     _, model, _, _, _ = make_model(tmp_path, align="con")
     assert "node_profile" in dict(model.named_buffers())
