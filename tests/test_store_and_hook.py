@@ -190,6 +190,21 @@ def test_reduced_profiles_of_low_rank_vectors_are_exact():
         assert np.allclose(reduced @ reduced.T, original @ original.T, atol=1e-4)
 
 
+def test_reduced_profiles_do_not_depend_on_the_solvers_signs(monkeypatch):
+    rng = np.random.default_rng(2)
+    user, item = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
+    expected = reduce_profiles(user, item, 2, "store")
+    eigh = np.linalg.eigh
+
+    def flipped_eigh(matrix):
+        energy, basis = eigh(matrix)
+        return energy, basis * np.array([1.0, -1.0, -1.0, 1.0])
+
+    monkeypatch.setattr(np.linalg, "eigh", flipped_eigh)
+    for reduced, wanted in zip(reduce_profiles(user, item, 2, "store"), expected):
+        assert np.allclose(reduced, wanted, atol=1e-6)
+
+
 @pytest.mark.parametrize("dim", [0, 5, 8, 2.5])
 def test_bad_reduce_dim_is_refused_with_the_range_and_fix(dim):
     vectors = np.ones((3, 5), np.float32)

@@ -59,7 +59,11 @@ def reduce_profiles(user, item, dim, source):
         )
     gram = (user.T @ user + item.T @ item).astype(np.float64)
     energy, basis = np.linalg.eigh(gram)  # ascending
-    top = np.ascontiguousarray(basis[:, ::-1][:, :dim], dtype=np.float32)
+    top = basis[:, ::-1][:, :dim]
+    # A solver may return any sign per direction: fix it (largest component positive) so that every
+    # process of a multi-process run, on any machine, feeds its model the same vectors.
+    top = top * np.sign(top[np.abs(top).argmax(axis=0), np.arange(dim)])
+    top = np.ascontiguousarray(top, dtype=np.float32)
     kept = energy[::-1][:dim].sum() / max(energy.sum(), np.finfo(np.float64).tiny)
     getLogger().info(f"profile_reduce_dim={dim}: profile vectors {d} -> {dim} dims, keeping {kept:.1%} of their energy.")
     return user @ top, item @ top
