@@ -54,6 +54,12 @@ def _in_batch_info_nce(anchor, target, counts, temperature):
     return (info_nce(anchor, target, target, temperature, counts.log()) * counts).sum()
 
 
+def _checked_sample_size(key, sample_size):
+    if sample_size is not None and sample_size < 2:
+        raise ValueError(f"{key} must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
+    return sample_size
+
+
 def _mlp(in_dim, out_dim):
     hidden = (in_dim + out_dim) // 2
     mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
@@ -79,11 +85,9 @@ class ContrastiveAlignment(nn.Module):
         super().__init__()
         if user_negatives not in USER_NEGATIVES:
             raise ValueError(f"align_user_negatives must be one of {USER_NEGATIVES}, got {user_negatives!r}")
-        if sample_size is not None and sample_size < 2:
-            raise ValueError(f"align_sample_size must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
         self.temperature = temperature
         self.user_negatives = user_negatives
-        self.sample_size = sample_size
+        self.sample_size = _checked_sample_size("align_sample_size", sample_size)
         self.projector = _mlp(profile_dim, embedding_dim)
 
     def forward(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
@@ -131,11 +135,9 @@ class GenerativeAlignment(nn.Module):
         super().__init__()
         if not 0.0 < mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
-        if sample_size is not None and sample_size < 2:
-            raise ValueError(f"mask_sample_size must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
         self.temperature = temperature
         self.mask_ratio = mask_ratio
-        self.sample_size = sample_size
+        self.sample_size = _checked_sample_size("mask_sample_size", sample_size)
         self.mask_token = nn.Parameter(torch.zeros(1, ego_dim or embedding_dim))
         self.decoder = _mlp(embedding_dim, profile_dim)
 
