@@ -9,11 +9,10 @@ from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignmen
 
 def test_info_nce_matches_hand_computation():
     # Row 0: cos = 0.96 to its positive (4,3), 0.8 to (0,1); t = 1.
-    # Row 1: (0,2) vs positive (0,5): cos 1; vs (4,3): cos 0.6.
+    # Row 1: (0,2) vs positive (0,1): cos 1; vs (4,3): cos 0.6.
     anchor = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
-    positive = torch.tensor([[4.0, 3.0], [0.0, 5.0]])
     candidates = torch.tensor([[4.0, 3.0], [0.0, 1.0]])
-    loss = info_nce(anchor, positive, candidates, temperature=1.0)
+    loss = info_nce(anchor, candidates, temperature=1.0)
     expected = [math.log(math.exp(0.96) + math.exp(0.8)) - 0.96, math.log(math.exp(0.6) + math.exp(1.0)) - 1.0]
     assert loss.tolist() == pytest.approx(expected, abs=1e-6)
 
@@ -22,8 +21,19 @@ def test_info_nce_temperature_and_candidate_weights():
     anchor = torch.tensor([[1.0, 0.0]])
     candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # cos/t = [2, 0]; the second candidate counted 3 times.
-    loss = info_nce(anchor, candidates[:1], candidates, 0.5, candidate_log_weight=torch.log(torch.tensor([1.0, 3.0])))
+    loss = info_nce(anchor, candidates, 0.5, candidate_log_weight=torch.log(torch.tensor([1.0, 3.0])))
     assert loss.item() == pytest.approx(math.log(math.exp(2) + 3) - 2, abs=1e-6)
+
+
+def test_info_nce_positive_index_with_candidate_weights():
+    # Row 0's positive is candidate 1 (counted 3 times in the denominator, once in the numerator);
+    # row 1's is candidate 0. cos/t: row 0 [2, 0], row 1 [0, 2].
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weight = torch.log(torch.tensor([1.0, 3.0]))
+    loss = info_nce(anchor, candidates, 0.5, positive=torch.tensor([1, 0]), candidate_log_weight=weight)
+    expected = [math.log(math.exp(2) + 3) - 0, math.log(1 + 3 * math.exp(2)) - 0]
+    assert loss.tolist() == pytest.approx(expected, abs=1e-6)
 
 
 def _rlmrec_con_reference(align, user_all, item_all, user, pos, neg, user_profile, item_profile, t):
@@ -63,9 +73,9 @@ def test_contrastive_alignment_equals_rlmrec_formula(user_negatives):
         # In-batch users: the user term's candidates are the batch's users (with repeats).
         proj = align.projector
         up = proj(user_profile[user])
-        user_term = info_nce(user_all[user], up, up, t).sum()
+        user_term = info_nce(user_all[user], up, t).sum()
         pos_p, neg_p = proj(item_profile[pos]), proj(item_profile[neg])
-        item_terms = info_nce(item_all[pos], pos_p, pos_p, t).sum() + info_nce(item_all[neg], neg_p, neg_p, t).sum()
+        item_terms = info_nce(item_all[pos], pos_p, t).sum() + info_nce(item_all[neg], neg_p, t).sum()
         expected = (user_term + item_terms) / len(user)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 

@@ -91,8 +91,8 @@ class DCCF(GraphRecommender):
             gnn_users, gnn_items = self.split(gnn)
             for name in ("intent", "gnn_adaptive", "intent_adaptive"):
                 view_users, view_items = self.split(views[name][layer])
-                loss = loss + info_nce(gnn_users[users], view_users[users], view_users[users], self.cl_temperature).mean()
-                loss = loss + info_nce(gnn_items[items], view_items[items], view_items[items], self.cl_temperature).mean()
+                loss = loss + info_nce(gnn_users[users], view_users[users], self.cl_temperature).mean()
+                loss = loss + info_nce(gnn_items[items], view_items[items], self.cl_temperature).mean()
         return loss
 
     def calculate_loss(self, interaction):

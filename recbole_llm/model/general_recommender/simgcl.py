@@ -51,7 +51,7 @@ class SimGCL(GraphRecommender):
     def cl_loss(self, view1, view2, ids):
         r"""Mean InfoNCE between two views of the distinct ``ids`` (in-batch negatives)."""
         ids = torch.unique(ids)
-        return info_nce(view1[ids], view2[ids], view2[ids], self.cl_temperature).mean()
+        return info_nce(view1[ids], view2[ids], self.cl_temperature).mean()
 
     def calculate_loss(self, interaction):
         self.clear_restored()
