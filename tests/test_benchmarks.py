@@ -1,0 +1,33 @@
+import os
+import re
+import subprocess
+import sys
+
+from conftest import FIXTURES, REPO
+
+
+def test_step_speed_prints_a_row_per_backbone_with_ratios_to_the_base(tmp_path):
+    command = [
+        sys.executable,
+        os.path.join(REPO, "benchmarks", "step_speed.py"),
+        "--dataset", "tiny",
+        "--models", "LightGCN", "BPR",
+        "--variants", "con:align_sample_size=4", "gen:mask_ratio=0.5",
+        "--steps", "1",
+        "--rounds", "2",
+        "--profiles", str(tmp_path / "profiles"),
+        "--set", f"data_path={FIXTURES}", "embedding_size=8", "train_batch_size=16",
+        "load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "ms/step" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["LightGCN", "BPR"]
+    for row in rows:
+        base_ms, *cells = [cell.strip() for cell in row.split("|")[2:-1]]
+        assert float(base_ms) > 0.05 and len(cells) == 2
+        for cell in cells:
+            ms, ratio = re.fullmatch(r"([\d.]+) \(([\d.]+)x\)", cell).groups()
+            ms, ratio, base = float(ms), float(ratio), float(base_ms)
+            # The table rounds ms to 0.1 and ratios to 0.01.
+            assert (ms - 0.05) / (base + 0.05) - 0.005 <= ratio <= (ms + 0.05) / (base - 0.05) + 0.005
