@@ -31,3 +31,13 @@ def test_step_speed_prints_a_row_per_backbone_with_ratios_to_the_base(tmp_path):
             ms, ratio, base = float(ms), float(ratio), float(base_ms)
             # The table rounds ms to 0.1 and ratios to 0.01.
             assert (ms - 0.05) / (base + 0.05) - 0.005 <= ratio <= (ms + 0.05) / (base - 0.05) + 0.005
+
+
+def test_alignment_cost_times_each_sample_size(tmp_path):
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "alignment_cost.py"), "--sample-sizes", "8", "32",
+               "--users", "20", "--items", "30", "--batch", "64", "--steps", "2", "--rounds", "2"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if re.match(r"\| \d", line)]
+    assert [int(size) for size, _ in rows] == [8, 32]
+    assert all(float(ms) > 0 for _, ms in rows)
