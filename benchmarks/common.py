@@ -1,5 +1,5 @@
-r"""What the benchmark scripts share: the variant syntax ``Model[:align[:key=value ...]]``, where each
-seed's profile store lives, and timing on a GPU."""
+r"""What the benchmark scripts share: the variant syntax ``Model[:align[:key=value ...]]``, ``--set
+key=value`` settings, where each seed's profile store lives, one training step, and timing on a GPU."""
 
 import ast
 import os
@@ -22,6 +22,20 @@ def parse_variant(text):
         key, value = item.split("=", 1)
         extra[key] = parse_value(value)
     return model, extra
+
+
+def parse_settings(items):
+    r"""``["n_layers=3", "align=batch"]`` (a ``--set`` list) -> ``{"n_layers": 3, "align": "batch"}``."""
+    return {key: parse_value(value) for key, value in (item.split("=", 1) for item in items)}
+
+
+def training_step(model, optimizer, interaction):
+    r"""One training step as RecBole's Trainer takes it: the loss terms summed, backward, optimizer step."""
+    optimizer.zero_grad()
+    losses = model.calculate_loss(interaction)
+    loss = sum(losses) if isinstance(losses, tuple) else losses
+    loss.backward()
+    optimizer.step()
 
 
 def profile_pattern(dataset):

@@ -34,7 +34,7 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_trainer, init_logger, init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
-from common import parse_value, parse_variant, profile_pattern, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
+from common import parse_settings, parse_variant, profile_pattern, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
 BASE_CONFIG = {
@@ -132,7 +132,7 @@ def main():
         return
     args.variants = args.variants or ["LightGCN", "LightGCN_RLM:con", "LightGCN_RLM:gen"]
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_settings(args.set)
     if args.max_epochs:
         overrides["epochs"] = args.max_epochs
     results = {v: [] for v in args.variants}

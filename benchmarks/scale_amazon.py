@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from recbole_llm.data.import_rlmrec import SPLITS, import_rlmrec, read_matrix  # noqa: E402
-from common import parse_variant, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
+from common import parse_variant, synchronize, training_step  # noqa: E402  (benchmarks/, the script's own folder)
 
 DATASET = "rlmrec-amazon-book"
 PROTOCOL = os.path.join(REPO, "properties", "dataset", f"{DATASET}.yaml")
@@ -183,11 +183,7 @@ def _time_steps(model, optimizer, train_data, steps):
         if n > steps:
             break
         start, cpu_start = time.perf_counter(), time.process_time()
-        optimizer.zero_grad()
-        losses = model.calculate_loss(interaction)
-        loss = sum(losses) if isinstance(losses, tuple) else losses
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, interaction)
         if n > 0:
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu_start)

@@ -28,52 +28,41 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
-from common import parse_value, parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
+from common import parse_settings, parse_variant, training_step  # noqa: E402  (benchmarks/, the script's own folder)
 
 MODELS = ["LightGCN", "BPR", "GCCF", "NGCF", "SGL", "SimGCL", "NCL", "SpectralCF", "DCCF", "AutoCF"]
 BASE_CONFIG = {"train_batch_size": 2048, "state": "WARNING", "show_progress": False}
 
 
-def build(model_name, extra, args, dataset_batches):
-    config = Config(
-        model=model_name,
-        dataset=args.dataset,
-        config_dict={**BASE_CONFIG, "seed": args.seed, "profile_dir": args.profiles, **args.extra, **extra},
-    )
-    torch.set_num_threads(1)
-    init_seed(args.seed, True)
-    if not dataset_batches:
-        train = data_preparation(config, create_dataset(config))[0]
-        dataset_batches.extend([train._dataset, [b for _, b in zip(range(args.steps), train)]])
-    model = get_model(model_name)(config, dataset_batches[0])
+def config_for(model_name, extra, args):
+    config_dict = {**BASE_CONFIG, "seed": args.seed, "profile_dir": args.profiles, **args.extra, **extra}
+    return Config(model=model_name, dataset=args.dataset, config_dict=config_dict)
+
+
+def build(model_name, config, dataset):
+    init_seed(config["seed"], True)
+    model = get_model(model_name)(config, dataset)
     model.train()
     if hasattr(model, "e_step"):  # NCL's prototypes, as its trainer computes them before an epoch
         model.e_step()
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def step(model, optimizer, batch):
-    optimizer.zero_grad()
-    loss = model.calculate_loss(batch)
-    loss = sum(loss) if isinstance(loss, tuple) else loss
-    loss.backward()
-    optimizer.step()
-
-
 def time_backbone(base, variants, args):
-    dataset_batches = []
-    runs = [build(base, {}, args, dataset_batches)]
-    for variant in variants:
-        runs.append(build(*parse_variant(f"{base}_RLM:{variant}"), args, dataset_batches))
-    batches = dataset_batches[1]
+    specs = [(base, {})] + [parse_variant(f"{base}_RLM:{variant}") for variant in variants]
+    configs = [config_for(name, extra, args) for name, extra in specs]
+    init_seed(args.seed, True)
+    train = data_preparation(configs[0], create_dataset(configs[0]))[0]
+    batches = [batch for _, batch in zip(range(args.steps), train)]
+    runs = [build(name, config, train._dataset) for (name, _), config in zip(specs, configs)]
     for model, optimizer in runs:  # warm-up: first-call allocations and lazy initialisation
-        step(model, optimizer, batches[0])
+        training_step(model, optimizer, batches[0])
     rounds = [[] for _ in runs]
     for _ in range(args.rounds):
         for times, (model, optimizer) in zip(rounds, runs):
             start = time.process_time()
             for batch in batches:
-                step(model, optimizer, batch)
+                training_step(model, optimizer, batch)
             times.append((time.process_time() - start) / len(batches) * 1000)
     return [statistics.median(times) for times in rounds]
 
@@ -89,7 +78,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all, key=value (num_clusters=100 for NCL)")
     args = parser.parse_args()
-    args.extra = {key: parse_value(value) for key, value in (item.split("=", 1) for item in args.set)}
+    args.extra = parse_settings(args.set)
+    torch.set_num_threads(1)
     print("| backbone | base ms/step | " + " | ".join(f"{v} ms/step (ratio)" for v in args.variants) + " |")
     print("|---|---|" + "---|" * len(args.variants))
     for base in args.models:
