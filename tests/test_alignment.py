@@ -157,6 +157,19 @@ def test_generative_mask_replaces_a_share_of_candidates_by_the_token():
     assert torch.equal(masked[untouched], ego[untouched])
 
 
+
+def test_generative_mask_gradients_go_to_the_token_for_masked_rows_only():
+    torch.manual_seed(0)
+    align = GenerativeAlignment(4, 6, 0.5, mask_ratio=0.3)
+    ego = torch.randn(10, 4, requires_grad=True)
+    masked, seeds = align.mask(ego, torch.arange(1, 10))
+    upstream = torch.randn(10, 4)
+    masked.backward(upstream)
+    untouched = [r for r in range(10) if r not in seeds.tolist()]
+    assert torch.all(ego.grad[seeds] == 0)
+    assert torch.equal(ego.grad[untouched], upstream[untouched])
+    assert torch.allclose(align.mask_token.grad, upstream[seeds].sum(0, keepdim=True))
+
 def test_generative_loss_equals_rlmrec_formula():
     torch.manual_seed(1)
     t = 0.5
