@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import recbole_llm.model.alignment as alignment
 from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, info_nce
 
 
@@ -34,6 +35,15 @@ def test_info_nce_positive_index_with_candidate_weights():
     loss = info_nce(anchor, candidates, 0.5, positive=torch.tensor([1, 0]), candidate_log_weight=weight)
     expected = [math.log(math.exp(2) + 3) - 0, math.log(1 + 3 * math.exp(2)) - 0]
     assert loss.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_info_nce_batched_equals_each_group_alone():
+    torch.manual_seed(0)
+    anchor, candidates = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    batched = info_nce(anchor, candidates, 0.2)
+    assert batched.shape == (3, 5)
+    for g in range(3):
+        assert torch.allclose(batched[g], info_nce(anchor[g], candidates[g], 0.2), atol=1e-6)
 
 
 def _rlmrec_con_reference(align, user_all, item_all, user, pos, neg, user_profile, item_profile, t):
@@ -111,7 +121,9 @@ def test_contrastive_sample_uses_a_uniform_sample_of_the_batch_rows(user_negativ
     assert torch.equal(state, torch.get_rng_state())
 
 
-def test_contrastive_sample_keeps_the_cost_fixed():
+@pytest.mark.parametrize("stacked_max_rows", [128, 0])
+def test_contrastive_sample_keeps_the_cost_fixed(monkeypatch, stacked_max_rows):
+    monkeypatch.setattr(alignment, "STACKED_MAX_ROWS", stacked_max_rows)
     align = ContrastiveAlignment(10, 4, 0.2, "batch", sample_size=8)
     projected = []
     align.projector.register_forward_hook(lambda module, inputs, output: projected.append(len(inputs[0])))
@@ -119,8 +131,30 @@ def test_contrastive_sample_keeps_the_cost_fixed():
         user, item = torch.randint(1, 5000, (batch,)), torch.randint(1, 5000, (2, batch))
         profiles, embeddings = torch.randn(5000, 10), torch.randn(5000, 4)
         align(embeddings, embeddings, user, item[0], item[1], profiles, profiles)
-    # Per step: at most 8 positive + 8 negative distinct items, then at most 8 distinct users.
-    assert len(projected) == 4 and max(projected) <= 16
+    if stacked_max_rows:  # per step one projection of the 8 sampled rows' positives, negatives and users
+        assert projected == [24, 24]
+    else:  # per step at most 8 positive + 8 negative distinct items, then at most 8 distinct users
+        assert len(projected) == 4 and max(projected) <= 16
+
+
+def test_contrastive_stacked_and_deduplicated_forms_agree(monkeypatch):
+    # Small batches take the stacked form, large ones the deduplicated form: the same loss and
+    # gradients on a batch with repeated ids.
+    user_all, item_all, user, pos, neg, user_profile, item_profile = _con_batch()
+    user_all.requires_grad_(True)
+    align = ContrastiveAlignment(10, 4, 0.2, "batch")
+    results = []
+    for stacked_max_rows in (128, 0):
+        monkeypatch.setattr(alignment, "STACKED_MAX_ROWS", stacked_max_rows)
+        align.zero_grad()
+        user_all.grad = None
+        loss = align(user_all, item_all, user, pos, neg, user_profile, item_profile)
+        loss.backward()
+        results.append((loss.item(), user_all.grad.clone(), align.projector[0].weight.grad.clone()))
+    (stacked, *stacked_grads), (deduplicated, *deduplicated_grads) = results
+    assert stacked == pytest.approx(deduplicated, rel=1e-6)
+    for a, b in zip(stacked_grads, deduplicated_grads):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_contrastive_projector_shape_and_init():

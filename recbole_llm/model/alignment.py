@@ -19,32 +19,42 @@ import torch.nn.functional as F
 DEFAULT_WEIGHT = {"con": 0.01, "gen": 0.1}
 DEFAULT_TEMPERATURE = {"con": 0.2, "gen": 0.5}
 USER_NEGATIVES = ("all", "batch")
+# Con's in-batch InfoNCEs over at most this many rows are computed on the rows as they are, in one
+# batched product; over more, on the distinct ids weighted by their counts. Both give the same
+# value; on the CPU the first is ~0.4 ms faster at 64-128 rows (fewer operations), the second
+# faster from ~256 rows on (fewer logits when a large batch repeats ids).
+STACKED_MAX_ROWS = 128
 
 
 def info_nce(anchor, candidates, temperature, positive=None, candidate_log_weight=None):
     r"""Per-row InfoNCE ``-log(exp(cos(a_b, c_{p_b})/t) / sum_c w_c exp(cos(a_b, c)/t))``.
 
     Args:
-        anchor (torch.Tensor): [B, d].
-        candidates (torch.Tensor): [C, d], the denominator's candidates; each row's positive is one of them.
+        anchor (torch.Tensor): [B, d], or [G, B, d] for G independent InfoNCEs in one batched product.
+        candidates (torch.Tensor): [C, d] (or [G, C, d]), the denominator's candidates; each row's
+            positive is one of them.
         temperature (float): softmax temperature.
         positive (torch.Tensor, optional): [B] index of row b's positive among the candidates
             (default: candidate b).
         candidate_log_weight (torch.Tensor, optional): [C] log multiplicity of each candidate, so that
-            a candidate standing for k identical in-batch rows counts k times (exact deduplication).
+            a candidate standing for k identical in-batch rows counts k times (exact deduplication);
+            2-D inputs only.
 
     Returns:
-        torch.Tensor: [B] losses.
+        torch.Tensor: [B] (or [G, B]) losses.
     """
-    logits = (F.normalize(anchor, dim=-1) / temperature) @ F.normalize(candidates, dim=-1).T
+    logits = (F.normalize(anchor, dim=-1) / temperature) @ F.normalize(candidates, dim=-1).transpose(-1, -2)
     if positive is None:
-        positive = torch.arange(len(anchor), device=anchor.device)
+        positive = torch.arange(anchor.shape[-2], device=anchor.device).expand(logits.shape[:-1])
+    if candidate_log_weight is not None:
+        logits = logits + candidate_log_weight
     # cross_entropy is one fused log-softmax forward and backward: about 20% faster on the CPU than
     # logsumexp minus the positive's logit, the same value.
+    loss = F.cross_entropy(logits.flatten(0, -2), positive.flatten(), reduction="none").view(positive.shape)
     if candidate_log_weight is None:
-        return F.cross_entropy(logits, positive, reduction="none")
+        return loss
     # It subtracts the positive's weighted logit: the positive's log weight is added back.
-    return F.cross_entropy(logits + candidate_log_weight, positive, reduction="none") + candidate_log_weight[positive]
+    return loss + candidate_log_weight[positive]
 
 
 def _in_batch_info_nce(anchor, target, counts, temperature):
@@ -81,7 +91,9 @@ class ContrastiveAlignment(nn.Module):
     positive and negative items each with the in-batch projected item profiles. The three summed
     losses are divided by the batch size. ``sample_size`` can cap how many of the batch's
     (user, positive, negative) rows the loss uses (a uniform sample; they are also each other's
-    negatives), so that its cost stops growing with the batch.
+    negatives), so that its cost stops growing with the batch. With ``'batch'`` users, up to
+    ``STACKED_MAX_ROWS`` rows are contrasted as they are in one batched product, more rows on their
+    distinct ids weighted by their counts: the same loss, each form where it is the faster.
     """
 
     def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None):
@@ -101,6 +113,8 @@ class ContrastiveAlignment(nn.Module):
         if self.sample_size is not None and len(user) > self.sample_size:
             rows = torch.randperm(len(user), device=user.device)[: self.sample_size]
             user, pos_item, neg_item = user[rows], pos_item[rows], neg_item[rows]
+        if self.user_negatives == "batch" and len(user) <= STACKED_MAX_ROWS:
+            return self._stacked_in_batch_loss(user_all, item_all, user, pos_item, neg_item, user_profile, item_profile)
         pos_ids, pos_counts = torch.unique(pos_item, return_counts=True)
         neg_ids, neg_counts = torch.unique(neg_item, return_counts=True)
         # Each distinct item of the batch is projected once.
@@ -117,6 +131,14 @@ class ContrastiveAlignment(nn.Module):
         else:
             loss = loss + _in_batch_info_nce(user_all[user_ids], self.projector(user_profile[user_ids]), user_counts, t)
         return loss / len(user)
+
+    def _stacked_in_batch_loss(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
+        r"""The three in-batch InfoNCEs (positive items, negative items, users) over the rows as
+        they are: one gather per table, one projection and one batched [3, B, B] product."""
+        items = torch.cat([pos_item, neg_item])
+        collaborative = torch.cat([item_all[items], user_all[user]]).view(3, len(user), -1)
+        semantic = self.projector(torch.cat([item_profile[items], user_profile[user]])).view(3, len(user), -1)
+        return info_nce(collaborative, semantic, self.temperature).sum() / len(user)
 
 
 class GenerativeAlignment(nn.Module):
