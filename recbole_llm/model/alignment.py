@@ -91,9 +91,8 @@ class ContrastiveAlignment(nn.Module):
     positive and negative items each with the in-batch projected item profiles. The three summed
     losses are divided by the batch size. ``sample_size`` can cap how many of the batch's
     (user, positive, negative) rows the loss uses (a uniform sample; they are also each other's
-    negatives), so that its cost stops growing with the batch. With ``'batch'`` users, up to
-    ``STACKED_MAX_ROWS`` rows are contrasted as they are in one batched product, more rows on their
-    distinct ids weighted by their counts: the same loss, each form where it is the faster.
+    negatives), so that its cost stops growing with the batch. With ``'batch'`` users a small
+    sample takes a faster, stacked form of the same loss (see ``STACKED_MAX_ROWS``).
     """
 
     def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None):
