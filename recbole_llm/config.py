@@ -3,6 +3,7 @@ processes on CPUs as well as GPUs, and refuses configs that would log a secret."
 
 import os
 import re
+import sys
 
 import recbole
 from recbole.config import Config as RecBoleConfig
@@ -29,16 +30,26 @@ class Config(RecBoleConfig):
     where RecBole itself only knows NCCL on GPUs.
 
     Args:
-        command_line (bool): read ``--key=value`` arguments from ``sys.argv`` as RecBole does.
-            ``False`` where ``sys.argv`` is not the user's (a Ray Tune worker's is Ray's own).
+        command_line (bool or list): where ``--key=value`` arguments come from. ``True``: ``sys.argv``,
+            as RecBole reads them; a list: these arguments instead (a command whose own options
+            are not RecBole keys gives what its parser left); ``False``: none (a Ray Tune worker's
+            ``sys.argv`` is Ray's own).
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
-        self._read_command_line = command_line
+        self._command_line = command_line
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _load_cmd_line(self):
-        return super()._load_cmd_line() if self._read_command_line else {}
+        if self._command_line is True:
+            return super()._load_cmd_line()
+        # RecBole's parser reads sys.argv itself (and warns about every argument it cannot use).
+        argv = sys.argv
+        sys.argv = [argv[0], *(self._command_line or [])]
+        try:
+            return super()._load_cmd_line()
+        finally:
+            sys.argv = argv
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

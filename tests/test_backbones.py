@@ -13,7 +13,6 @@ from recbole.utils import get_trainer, init_seed
 from conftest import tiny_data
 from recbole_llm import Config, get_model
 from recbole_llm.model.general_recommender.graph_base import normalized_adjacency
-from recbole_llm.model.rlm import _Step
 
 RECBOLE_BASES = ["LightGCN", "SGL", "NGCF", "NCL", "BPR", "SpectralCF", "DGCF"]
 PLUGIN_BASES = ["SimGCL", "GCCF", "DCCF", "AutoCF"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, tiny_config_dict, tiny_data
+from recbole_llm.profiles import __main__ as cli
 from recbole_llm.profiles.backends import render_item, render_user
 from recbole_llm.profiles.builder import ProfileBuilder, build_profiles
 from recbole_llm.profiles.records import item_records, split_fingerprint, user_records
@@ -142,3 +143,17 @@ def test_cli_build_status_show_and_the_run_sees_the_same_split(tmp_path):
     config, _, train_data, _, _ = tiny_data(tmp_path, model="LightGCN")
     summary = build_profiles(config, train_data._dataset, show_progress=False)
     assert summary["generated"] == {"item": 0, "user": 0}
+
+
+def test_cli_gives_recbole_only_the_keys_its_parser_left(tmp_path, monkeypatch, caplog):
+    import yaml
+
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config_dict(tmp_path)))
+    monkeypatch.setattr(sys, "argv", ["prog", "--seed=999"])  # not this call's arguments
+    args = cli.parse_args(["show", "--dataset=tiny", f"--config_files={config_file}", "--seed=7", "--user=u1", "--force"])
+    with caplog.at_level("WARNING"):
+        config = cli.make_config(args)
+    # RecBole keys pass through, the command's own options (the verb, --user, --force) do not.
+    assert config["seed"] == 7 and config["user"] is None and config["force"] is None
+    assert "will not be used in RecBole" not in caplog.text

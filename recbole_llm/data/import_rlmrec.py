@@ -306,18 +306,13 @@ def recbole_split(data_dir, name):
         "ITEM_ID_FIELD": FIELDS["item"],
         "save_dataset": False,
     }
-    argv = sys.argv
     with tempfile.TemporaryDirectory(prefix="rlmrec-import-") as empty, warnings.catch_warnings():
         # create_dataset reuses a dataset cached in checkpoint_dir: an empty one keeps a stale cache
         # of an earlier import from standing in for the files just written.
         config_dict["checkpoint_dir"] = empty
         warnings.simplefilter("ignore", FutureWarning)  # pandas chained-assignment notices inside RecBole
-        # RecBole's Config also reads --key=value from sys.argv; the importer's own options are not its keys.
-        sys.argv = argv[:1]
-        try:
-            config = Config(model="LightGCN", dataset=name, config_dict=config_dict)
-        finally:
-            sys.argv = argv
+        # The importer's own options on the command line are not RecBole keys.
+        config = Config(model="LightGCN", dataset=name, config_dict=config_dict, command_line=False)
         return create_dataset(config).build()
 
 

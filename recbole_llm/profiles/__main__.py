@@ -30,7 +30,10 @@ from recbole_llm.profiles.store import ProfileStore
 def make_config(args):
     config_files = args.config_files.split() if args.config_files else None
     config_dict = {"llm_backend": args.llm} if args.llm else None
-    return Config(model=args.model, dataset=args.dataset, config_file_list=config_files, config_dict=config_dict)
+    # RecBole reads the --KEY=VALUE arguments this parser left, not the command's own (the verb,
+    # --force, --user ...), which it would warn about or take for config keys.
+    return Config(model=args.model, dataset=args.dataset, config_file_list=config_files, config_dict=config_dict,
+                  command_line=args.recbole_args)
 
 
 def training_split(args):
@@ -134,8 +137,10 @@ def cmd_show(args):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recbole_llm.profiles", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    r"""The command's own options; ``recbole_args`` holds the rest, the ``--KEY=VALUE`` for RecBole."""
+    parser = argparse.ArgumentParser(prog="python -m recbole_llm.profiles", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("command", choices=["build", "status", "show"])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--model", "-m", default="LightGCN", help="model whose config the split is built with")
@@ -146,7 +151,13 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="print sample prompts, request count and estimated tokens; send nothing")
     parser.add_argument("--user", default=None)
     parser.add_argument("--item", default=None)
-    args, _ = parser.parse_known_args(argv)
+    args, recbole_args = parser.parse_known_args(argv)
+    args.recbole_args = recbole_args
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     return {"build": cmd_build, "status": cmd_status, "show": cmd_show}[args.command](args)
 
 
