@@ -59,7 +59,8 @@ def train_one(model_name, extra, seed, config_overrides, profiles, config_files)
     # RecBole names checkpoints by model and second: parallel runs need their own directory.
     store["checkpoint_dir"] = tempfile.mkdtemp(prefix="recbole_llm_bench_")
     config = Config(model=model_name, dataset="ml-100k", config_file_list=config_files,
-                    config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed})
+                    config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed},
+                    command_line=False)  # the script's own options are not RecBole keys
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)

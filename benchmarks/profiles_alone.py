@@ -50,7 +50,8 @@ def dense(dataset):
 
 def evaluate(seed, dataset_name, k, profiles, config_files):
     config = Config(model="LightGCN_RLM", dataset=dataset_name, config_file_list=config_files,
-                    config_dict={"seed": seed, "profile_dir": profiles.format(seed=seed), "state": "WARNING"})
+                    config_dict={"seed": seed, "profile_dir": profiles.format(seed=seed), "state": "WARNING"},
+                    command_line=False)  # the script's own options are not RecBole keys
     init_seed(seed, config["reproducibility"])
     train, valid, test = (d._dataset for d in data_preparation(config, create_dataset(config)))
     user_profile, item_profile = profile_tensors(config, train)

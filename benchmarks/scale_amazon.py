@@ -148,7 +148,9 @@ def child(spec):
         "state": "WARNING",
         "checkpoint_dir": tempfile.mkdtemp(prefix="scale-amazon-"),
     }
-    config = Config(model=model_name, dataset=spec["dataset"], config_file_list=[PROTOCOL], config_dict=config_dict)
+    # command_line=False: the script's own options are not RecBole keys.
+    config = Config(model=model_name, dataset=spec["dataset"], config_file_list=[PROTOCOL], config_dict=config_dict,
+                    command_line=False)
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])

@@ -36,7 +36,7 @@ BASE_CONFIG = {"train_batch_size": 2048, "state": "WARNING", "show_progress": Fa
 
 def config_for(model_name, extra, args):
     config_dict = {**BASE_CONFIG, "seed": args.seed, "profile_dir": args.profiles, **args.extra, **extra}
-    return Config(model=model_name, dataset=args.dataset, config_dict=config_dict)
+    return Config(model=model_name, dataset=args.dataset, config_dict=config_dict, command_line=False)
 
 
 def build(model_name, config, dataset):
