@@ -146,7 +146,7 @@ def test_con_aligns_the_main_views_final_embeddings(tmp_path, profile_dir, monke
     assert torch.allclose(seen["user"], users, atol=1e-6) and torch.allclose(seen["item"], items, atol=1e-6)
 
 
-@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("base", [b for b in BASES if b != "BPR"])  # BPR masks nothing: test below
 def test_gen_masks_the_main_view_only(tmp_path, profile_dir, monkeypatch, base):
     config, model, train_data, _, _ = make(tmp_path, profile_dir, base, "gen", mask_ratio=0.5)
     ready_for_a_step(model)
@@ -181,6 +181,21 @@ def test_predictions_stay_the_base_models(tmp_path, profile_dir):
         _, model, _, _, _ = make(tmp_path, profile_dir, base, "gen")
         cls = get_model(base)
         assert type(model).full_sort_predict is cls.full_sort_predict and type(model).predict is cls.predict
+
+
+def test_gen_on_bpr_reconstructs_drawn_nodes_without_masking(tmp_path, profile_dir, monkeypatch):
+    config, model, train_data, _, _ = make(tmp_path, profile_dir, "BPR", "gen")
+    monkeypatch.setattr(model.alignment, "mask", None)  # a BPR step must not build a masked table
+    drawn = []
+    draw = model.alignment.draw
+    monkeypatch.setattr(model.alignment, "draw", lambda candidates: drawn.append(draw(candidates)) or drawn[-1])
+    batch = next(iter(train_data))
+    losses = model.calculate_loss(batch)
+    assert len(drawn) == 1 and len(drawn[0]) == max(int(len(model.mask_candidates) * config["mask_ratio"]), 1)
+    losses[-1].backward()
+    # The alignment reaches the drawn nodes' own embeddings (users then items in node order).
+    grad = torch.cat([model.user_embedding.weight.grad, model.item_embedding.weight.grad]).abs().sum(1)
+    assert (grad[drawn[0]] > 0).all()
 
 
 # --------------------------------------------------------------------------------------------

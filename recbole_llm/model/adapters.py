@@ -75,8 +75,7 @@ class EmbeddingTableAdapter(EmbeddingAdapter):
 
     Without propagation a masked node's output would be the mask token itself, so Gen cannot
     reconstruct through masking here: it draws the step's ``mask_ratio`` share of nodes as usual
-    (through ``get_ego_embeddings``, whose masked result is not used) and reconstructs their profiles
-    from their own embeddings.
+    and reconstructs their profiles from their own embeddings, masking nothing.
     """
 
     def methods(self, base):
@@ -84,7 +83,7 @@ class EmbeddingTableAdapter(EmbeddingAdapter):
 
     def final_embeddings(self, model, output):
         if model.align == "gen":
-            model.get_ego_embeddings()  # draws this step's reconstructed nodes
+            model.draw_reconstructed_nodes()
         return model.user_embedding.weight, model.item_embedding.weight
 
 

@@ -173,6 +173,11 @@ class AlignedRecommender:
         masked, step.seeds = self.alignment.mask(ego_embeddings, self.mask_candidates)
         return masked
 
+    def draw_reconstructed_nodes(self):
+        r"""Gen on a base without propagation (BPR): draw this step's nodes as :meth:`mask_ego`
+        does, masking nothing (a masked node's output would be the token itself)."""
+        self._step.seeds = self.alignment.draw(self.mask_candidates)
+
     def calculate_loss(self, interaction):
         if self.alignment is None:
             return super().calculate_loss(interaction)
