@@ -18,7 +18,6 @@ import random
 import sys
 import time
 
-import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -27,14 +26,9 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 from openai_server import OpenAIServer  # noqa: E402
 from recbole_llm.profiles.embedders import SentenceTransformerEmbedder  # noqa: E402
 from recbole_llm.profiles.llm import OpenAIBackend  # noqa: E402
+from recbole_llm.profiles.settings import ProfileSettings  # noqa: E402
 
 WORDS = "drama comedy thriller romance action fans viewers enjoy classic witty dark slow epic family crime".split()
-
-
-def plugin_defaults(**overrides):
-    with open(os.path.join(REPO, "properties", "overall.yaml")) as f:
-        config = yaml.safe_load(f)
-    return {**config, "dataset": "ml-100k", **overrides}
 
 
 def item_records(n):
@@ -69,11 +63,11 @@ def llm_throughput(latency, concurrency, rounds):
     os.environ["BENCH_KEY"] = "sk-bench"
     n = max(concurrency * rounds, 10)
     with server_process(latency) as url:
-        config = plugin_defaults(
-            llm_backend="openai", llm_model="bench", llm_base_url=url, llm_api_key_env="BENCH_KEY",
-            llm_concurrency=concurrency,
+        settings = ProfileSettings(
+            dataset="ml-100k", data_path=".", llm_backend="openai", llm_model="bench", llm_base_url=url,
+            llm_api_key_env="BENCH_KEY", llm_concurrency=concurrency,
         )
-        backend = OpenAIBackend(config)
+        backend = OpenAIBackend(settings)
         prompts = [backend.prompt("item", r) for r in item_records(n)]
         list(backend.generate("item", prompts[: min(concurrency, 4)]))  # warm up: client, connections
         started = time.perf_counter()

@@ -31,9 +31,11 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import get_trainer, init_logger, init_seed  # noqa: E402
+from recbole.utils import init_logger, init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
+from recbole_llm.build import ensure_profiles  # noqa: E402
+from recbole_llm.trainer import get_trainer  # noqa: E402
 from common import parse_settings, parse_variant, profile_pattern, synchronize  # noqa: E402  (benchmarks/, the script's own folder)
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
@@ -65,6 +67,7 @@ def train_one(model_name, extra, seed, config_overrides, profiles, config_files)
     init_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    ensure_profiles(config, train_data._dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

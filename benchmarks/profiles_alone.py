@@ -27,7 +27,8 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llm import Config  # noqa: E402
-from recbole_llm.data.hook import profile_tensors  # noqa: E402
+from recbole_llm.build import ensure_profiles  # noqa: E402
+from recbole_llm.data.loader import profile_tensors  # noqa: E402
 from common import profile_pattern  # noqa: E402  (benchmarks/, the script's own folder)
 
 
@@ -54,6 +55,7 @@ def evaluate(seed, dataset_name, k, profiles, config_files):
                     command_line=False)  # the script's own options are not RecBole keys
     init_seed(seed, config["reproducibility"])
     train, valid, test = (d._dataset for d in data_preparation(config, create_dataset(config)))
+    ensure_profiles(config, train)
     user_profile, item_profile = profile_tensors(config, train)
     seen, valid_truth, test_truth = dense(train), dense(valid), dense(test)
     rankers = {

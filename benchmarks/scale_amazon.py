@@ -38,6 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from recbole_llm.data.import_rlmrec import SPLITS, import_rlmrec, read_matrix  # noqa: E402
+from recbole_llm.trainer import get_trainer  # noqa: E402
 from common import parse_variant, synchronize, training_step  # noqa: E402  (benchmarks/, the script's own folder)
 
 DATASET = "rlmrec-amazon-book"
@@ -133,9 +134,10 @@ def _reset_peak_rss():
 def child(spec):
     import torch
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_trainer, init_seed
+    from recbole.utils import init_seed
 
     from recbole_llm import Config, get_model
+    from recbole_llm.build import ensure_profiles
 
     torch.set_num_threads(1)
     model_name, extra = parse_variant(spec["variant"])
@@ -153,6 +155,7 @@ def child(spec):
                     command_line=False)
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
+    ensure_profiles(config, train_data._dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

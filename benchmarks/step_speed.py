@@ -28,6 +28,7 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
+from recbole_llm.build import ensure_profiles  # noqa: E402
 from common import parse_settings, parse_variant, training_step  # noqa: E402  (benchmarks/, the script's own folder)
 
 MODELS = ["LightGCN", "BPR", "GCCF", "NGCF", "SGL", "SimGCL", "NCL", "SpectralCF", "DCCF", "AutoCF"]
@@ -53,6 +54,8 @@ def time_backbone(base, variants, args):
     configs = [config_for(name, extra, args) for name, extra in specs]
     init_seed(args.seed, True)
     train = data_preparation(configs[0], create_dataset(configs[0]))[0]
+    for config in configs:
+        ensure_profiles(config, train._dataset)
     batches = [batch for _, batch in zip(range(args.steps), train)]
     runs = [build(name, config, train._dataset) for (name, _), config in zip(specs, configs)]
     for model, optimizer in runs:  # warm-up: first-call allocations and lazy initialisation

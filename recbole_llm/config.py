@@ -1,16 +1,21 @@
-"""RecBole ``Config`` that knows plugin models, layers the plugin's YAML properties, runs several
-processes on CPUs as well as GPUs, and refuses configs that would log a secret."""
+r"""RecBole ``Config`` that knows plugin models, layers the plugin's YAML properties, checks every
+plugin key before any data is loaded, runs several processes on CPUs as well as GPUs, and refuses
+configs that would log a secret."""
 
 import os
 import re
 import sys
 
 import recbole
+import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_llm.checks import SettingError, check, check_all, choice, optional
+from recbole_llm.model.settings import MODEL_KEYS
+from recbole_llm.profiles.settings import ProfileSettings
+from recbole_llm.properties import PROPERTIES_DIR as PLUGIN_PROPERTIES
 from recbole_llm.utils import get_model
 
-PLUGIN_PROPERTIES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
 DIST_BACKENDS = ("nccl", "gloo")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -41,15 +46,31 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _load_cmd_line(self):
-        if self._command_line is True:
-            return super()._load_cmd_line()
         # RecBole's parser reads sys.argv itself (and warns about every argument it cannot use).
         argv = sys.argv
-        sys.argv = [argv[0], *(self._command_line or [])]
+        if self._command_line is not True:
+            sys.argv = [argv[0], *(self._command_line or [])]
         try:
             return super()._load_cmd_line()
+        except SyntaxError:  # RecBole's "duplicate commend arg" names the argument, not the problem
+            raise SettingError(f"{_repeated(sys.argv[1:])} is given twice with different values on the command line; give it once") from None
         finally:
             sys.argv = argv
+
+    def _load_config_files(self, file_list):
+        config = {}
+        for path in file_list or []:
+            if not os.path.isfile(path):
+                raise SettingError(f"config file {path} does not exist (config_files / config_file_list)")
+            with open(path, encoding="utf-8") as f:
+                try:
+                    content = yaml.load(f.read(), Loader=self.yaml_loader)
+                except yaml.YAMLError as e:
+                    raise SettingError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+            if content is not None and not isinstance(content, dict):
+                raise SettingError(f"{path}: a config file holds `key: value` lines, this one holds a {type(content).__name__}")
+            config.update(content or {})
+        return config
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -83,6 +104,15 @@ class Config(RecBoleConfig):
     def _set_default_parameters(self):
         super()._set_default_parameters()
         self._check_no_secret()
+        self._check_plugin_keys()
+
+    def _check_plugin_keys(self):
+        r"""Every plugin key, checked (and converted: ``"3"`` -> 3) once, before any data is loaded."""
+        config = self.final_config_dict
+        config.update(check_all(config, MODEL_KEYS))
+        config["dist_backend"] = check("dist_backend", config.get("dist_backend"), optional(choice(*DIST_BACKENDS)))
+        settings = ProfileSettings.from_mapping(config)
+        config.update({key: getattr(settings, key) for key in ProfileSettings.keys() if key in config})
 
     def _init_device(self):
         if "local_rank" not in self.final_config_dict:
@@ -101,8 +131,6 @@ class Config(RecBoleConfig):
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
         use_cuda = bool(gpu_id) and torch.cuda.is_available()  # as RecBole decides for one process
         backend = config.get("dist_backend") or ("nccl" if use_cuda else "gloo")
-        if backend not in DIST_BACKENDS:
-            raise ValueError(f"dist_backend must be one of {DIST_BACKENDS}, got {backend!r}")
         if backend == "nccl" and not use_cuda:
             raise ValueError("dist_backend=nccl needs CUDA GPUs (gpu_id set and torch.cuda.is_available()); use gloo on CPUs")
         if use_cuda and len(gpu_id.split(",")) < config["nproc"]:
@@ -129,14 +157,46 @@ class Config(RecBoleConfig):
     def _check_no_secret(self):
         # The config is logged, written to TensorBoard and pickled into checkpoints: it names the
         # environment variable that holds an API key and never holds the key. Errors do not echo values.
-        if "llm_api_key" in self.final_config_dict:
+        config = self.final_config_dict
+        if "llm_api_key" in config:
             raise ValueError(
                 "llm_api_key is not a config key: the config is logged and saved with checkpoints. Put the key in an "
                 "environment variable and set llm_api_key_env to that variable's NAME (default OPENAI_API_KEY)."
             )
-        name = self.final_config_dict.get("llm_api_key_env")
+        name = config.get("llm_api_key_env")
         if name is not None and not (isinstance(name, str) and ENV_NAME.fullmatch(name)):
             raise ValueError(
                 "llm_api_key_env must be the NAME of an environment variable (letters, digits, _), not the key "
                 "itself: the config is logged and saved with checkpoints."
             )
+        secret = os.environ.get(name or "")
+        holders = sorted(key for key, value in config.items() if secret and _holds(value, secret))
+        if holders:
+            raise ValueError(
+                f"config key(s) {holders} hold the API key of the environment variable {name!r}: the config is logged "
+                "and saved with checkpoints. Remove the key from the config; it is read from the environment."
+            )
+
+
+MIN_SECRET_LENGTH = 8  # a shorter "key" would match ordinary values (a local server's "none", "x")
+
+
+def _holds(value, secret):
+    if len(secret) < MIN_SECRET_LENGTH:
+        return False
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(_holds(v, secret) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds(v, secret) for v in value)
+    return False
+
+
+def _repeated(arguments):
+    seen = {}
+    for argument in arguments:
+        name, _, value = argument.partition("=")
+        if seen.setdefault(name, value) != value:
+            return name
+    return "?"

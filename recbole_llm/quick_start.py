@@ -1,6 +1,8 @@
 r"""Entry points that mirror ``recbole.quick_start`` for plugin models: same steps, same results,
 with the plugin's :class:`~recbole_llm.config.Config`, model lookup and trainers
-(:mod:`recbole_llm.trainer`)."""
+(:mod:`recbole_llm.trainer`). A run that trains prepares the profile store once, after RecBole
+built the split and before the model is built (:func:`recbole_llm.build.ensure_profiles`); a
+checkpoint reload only reads it."""
 
 import logging
 import sys
@@ -12,6 +14,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
+from recbole_llm.build import ensure_profiles
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
 from recbole_llm.trainer import get_trainer
@@ -68,6 +71,7 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    ensure_profiles(config, train_data._dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -119,6 +123,7 @@ def run_trial(config, saved=True, callback_fn=None):
     logging.basicConfig(level=logging.ERROR)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    ensure_profiles(config, train_data._dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

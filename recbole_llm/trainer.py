@@ -1,8 +1,8 @@
 r"""RecBole's trainers, run unchanged, with what plugin models and CPU machines need on top.
 
 :func:`get_trainer` picks the trainer RecBole picks for the model (for ``<Base>_RLM``: the base's,
-e.g. ``NCLTrainer`` for ``NCL_RLM``, which :func:`recbole_llm.rlm` registers) and returns it with
-:class:`PluginTrainerMixin`:
+e.g. ``NCLTrainer`` for ``NCL_RLM``; nothing is written into RecBole's modules to find it) and
+returns it with :class:`PluginTrainerMixin`:
 
 - **TensorBoard**: RecBole writes one curve per loss part (``Loss/Train0``, ``Loss/Train1`` ...).
   An aligned model also gets ``Loss/Train`` (the total, the tag a plain model's loss has, so the
@@ -22,11 +22,14 @@ every rank rebuilds them from the same config and profile store, as a checkpoint
 
 import os
 
+import recbole.trainer
 import torch.distributed as dist
 from recbole.trainer import AbstractTrainer
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_trainer as recbole_get_trainer
 from torch.nn.parallel import DistributedDataParallel
+
+from recbole_llm.utils import get_model
 
 _TRAINERS = {}
 
@@ -102,7 +105,16 @@ def plugin_trainer(trainer_class):
 
 
 def get_trainer(model_type, model_name):
-    r"""The trainer class RecBole uses for ``model_name``, with the plugin's additions."""
+    r"""The trainer class RecBole uses for ``model_name``, with the plugin's additions.
+
+    ``<Base>_RLM`` trains with the trainer of its base's nearest class that RecBole has one for
+    (``recbole.trainer.<Class>Trainer``, e.g. ``NCLTrainer`` runs NCL's E-step), else by model type.
+    """
+    base = getattr(get_model(model_name), "rlm_base", None)
+    if base is not None:
+        own = (getattr(recbole.trainer, cls.__name__ + "Trainer", None) for cls in base.__mro__)
+        trainer = next((t for t in own if t is not None), None)
+        return plugin_trainer(trainer or recbole_get_trainer(model_type, base.__name__))
     return plugin_trainer(recbole_get_trainer(model_type, model_name))
 
 

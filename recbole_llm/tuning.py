@@ -28,6 +28,7 @@ from recbole.trainer.hyper_tuning import ExhaustiveSearchError, HyperTuning, _va
 from recbole.utils.utils import dict2str
 
 from recbole_llm.config import Config
+from recbole_llm.profiles.store import store_dir
 from recbole_llm.quick_start import objective_function, run_trial
 
 ALGOS = ("exhaustive", "random", "bayes")
@@ -242,10 +243,8 @@ def _check_not_on_command_line(space, config):
 
 def _fixed_keys(config, config_dict):
     r"""Keys every Ray trial gets: the caller's dict, the command line's keys, and absolute paths."""
-    from recbole_llm.profiles.builder import profile_dir
-
     fixed = {**(config_dict or {}), **{k: v for k, v in config.cmd_config_dict.items() if k not in CLI_FLAGS}}
-    fixed.update(model=config["model"], dataset=config["dataset"], profile_dir=os.path.abspath(profile_dir(config)))
+    fixed.update(model=config["model"], dataset=config["dataset"], profile_dir=os.path.abspath(store_dir(config["profile_dir"], config["dataset"])))
     fixed["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
     return fixed
 

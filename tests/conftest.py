@@ -7,6 +7,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_llm import Config
+from recbole_llm.build import ensure_profiles
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,11 +36,13 @@ def tiny_config_dict(tmp_path, **overrides):
 
 
 def tiny_data(tmp_path, model="LightGCN_RLM", **overrides):
-    r"""Config and splits of the tiny dataset, built exactly as a run builds them."""
+    r"""Config and splits of the tiny dataset, built exactly as a run builds them, with the profile
+    store ready for the model (as a run's entry point makes it)."""
     config = Config(model=model, dataset="tiny", config_dict=tiny_config_dict(tmp_path, **overrides))
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    ensure_profiles(config, train_data._dataset)
     return config, dataset, train_data, valid_data, test_data
 
 

@@ -244,14 +244,3 @@ def test_generative_sample_keeps_the_cost_fixed():
         _, seeds = align.mask(nodes, torch.arange(n_nodes))
         align(nodes, profiles, seeds)
     assert decoded == [16, 16]
-
-
-def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="align_user_negatives"):
-        ContrastiveAlignment(4, 4, 0.2, "sampled")
-    with pytest.raises(ValueError, match="align_sample_size"):
-        ContrastiveAlignment(4, 4, 0.2, sample_size=1)
-    with pytest.raises(ValueError, match="mask_ratio"):
-        GenerativeAlignment(4, 4, 0.2, 0.0)
-    with pytest.raises(ValueError, match="mask_sample_size"):
-        GenerativeAlignment(4, 4, 0.2, 0.1, sample_size=1)

@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 from recbole.data import create_dataset
-from recbole.utils import get_trainer, init_seed
+from recbole.utils import init_seed
 
 from conftest import tiny_data
 from recbole_llm import Config, get_model
+from recbole_llm.trainer import get_trainer
 from recbole_llm.model.general_recommender.graph_base import normalized_adjacency
 
 RECBOLE_BASES = ["LightGCN", "SGL", "NGCF", "NCL", "BPR", "SpectralCF", "DGCF"]

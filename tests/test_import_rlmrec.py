@@ -19,7 +19,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_llm import Config, get_model
-from recbole_llm.data.hook import profile_tensors
+from recbole_llm.data.loader import profile_tensors
 from recbole_llm.data.import_rlmrec import RLMRecImportError, import_rlmrec, load_pickle, main
 from recbole_llm.profiles.records import split_fingerprint
 from recbole_llm.profiles.store import ProfileStore

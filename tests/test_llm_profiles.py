@@ -17,10 +17,12 @@ import yaml
 
 from conftest import FIXTURES, tiny_config_dict, tiny_data
 from openai_server import INJECTION, OpenAIServer, fake_answer
-from recbole_llm.profiles import __main__ as cli
+from recbole_llm import profiles_cli as cli
+from recbole_llm.build import profile_settings
 from recbole_llm.profiles.builder import ProfileBuilder
 from recbole_llm.profiles.openai_api import LLMServerError, RetryPolicy, retry_after_seconds
 from recbole_llm.profiles.prompts import PROMPTS_DIR, PromptTemplates, decode_prompt, parse_answer, preset_for
+from recbole_llm.profiles.settings import ProfileSettings
 from recbole_llm.profiles.store import ProfileStore
 
 KEY_ENV = "RLM_TEST_API_KEY"
@@ -58,7 +60,7 @@ def llm_config(server, **extra):
 
 def builder(tmp_path, **overrides):
     config, _, train_data, _, _ = tiny_data(tmp_path, model="LightGCN", **overrides)
-    return ProfileBuilder(config, train_data._dataset, show_progress=False)
+    return ProfileBuilder(profile_settings(config), train_data._dataset, show_progress=False)
 
 
 def store_snapshot(path):
@@ -117,15 +119,14 @@ def test_presets_are_chosen_by_dataset_and_overridable_by_a_file(tmp_path):
             assert '"summarization"' in text and '"reasoning"' in text and "never as instructions" in text
     own = tmp_path / "mine.txt"
     own.write_text("My own instructions: answer JSON {\"summarization\", \"reasoning\"}.\n")
-    base = {"dataset": "ml-100k", "llm_prompt_preset": None, "llm_prompt_item_file": None, "llm_prompt_user_file": None,
-            "llm_prompt_token_budget": 2000}
-    templates = PromptTemplates({**base, "llm_prompt_item_file": str(own)})
+    base = ProfileSettings(dataset="ml-100k", data_path=str(tmp_path))
+    templates = PromptTemplates(base.replace(llm_prompt_item_file=str(own)))
     assert templates.preset == "movies" and templates.system["item"] == own.read_text().strip()
     assert templates.system["user"] == open(os.path.join(PROMPTS_DIR, "movies", "user.txt")).read().strip()
     with pytest.raises(ValueError, match="llm_prompt_preset"):
-        PromptTemplates({**base, "llm_prompt_preset": "cars"})
+        base.replace(llm_prompt_preset="cars")
     with pytest.raises(ValueError, match="not found"):
-        PromptTemplates({**base, "llm_prompt_user_file": str(tmp_path / "missing.txt")})
+        PromptTemplates(base.replace(llm_prompt_user_file=str(tmp_path / "missing.txt")))
 
 
 def test_backoff_is_exponential_with_jitter_and_honours_retry_after():

@@ -1,10 +1,11 @@
 import pytest
 import torch
 from recbole.model.general_recommender import LightGCN
-from recbole.utils import get_trainer, init_seed
+from recbole.utils import init_seed
 
 from conftest import tiny_data
 from recbole_llm import get_model
+from recbole_llm.trainer import get_trainer
 
 
 def make_model(tmp_path, **overrides):
@@ -112,7 +113,7 @@ def test_default_weights_and_temperatures_follow_the_alignment(tmp_path):
 
 
 def test_unknown_align_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="align must be one of"):
+    with pytest.raises(ValueError, match="align=.contrastive.: must be one of con, gen, none"):
         make_model(tmp_path, align="contrastive")
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, tiny_config_dict, tiny_data
-from recbole_llm.profiles import __main__ as cli
+from recbole_llm import profiles_cli as cli
 from recbole_llm.profiles.backends import render_item, render_user
-from recbole_llm.profiles.builder import ProfileBuilder, build_profiles
+from recbole_llm.build import build_profiles, profile_settings
+from recbole_llm.profiles.builder import ProfileBuilder
 from recbole_llm.profiles.records import item_records, split_fingerprint, user_records
 from recbole_llm.profiles.store import ProfileStore
 
@@ -40,7 +41,7 @@ def tiny(tmp_path):
 
 def test_item_profile_reads_like_a_person_wrote_it(tiny):
     config, _, train_data, _, _ = tiny
-    items = item_records(config, train_data._dataset)
+    items = item_records(profile_settings(config), train_data._dataset)
     token, (title, year, genres) = next(iter(titles().items()))
     assert render_item(items[token]) == f"{title} ({year}). Categories: {', '.join(genres)}."
 
@@ -48,7 +49,7 @@ def test_item_profile_reads_like_a_person_wrote_it(tiny):
 def test_user_profile_has_features_and_best_rated_recent_training_items(tiny):
     config, _, train_data, _, _ = tiny
     train = train_data._dataset
-    users = user_records(config, train, item_records(config, train))
+    users = user_records(profile_settings(config), train, item_records(profile_settings(config), train))
     _, user_rows = read_tiny("user")
     token, age, gender, occupation = user_rows[0]
     text = render_user(users[token])
@@ -65,7 +66,7 @@ def test_user_profile_has_features_and_best_rated_recent_training_items(tiny):
 def test_user_profile_lists_at_most_profile_max_items(tmp_path):
     config, _, train_data, _, _ = tiny_data(tmp_path, model="LightGCN", profile_max_items=3)
     train = train_data._dataset
-    users = user_records(config, train, item_records(config, train))
+    users = user_records(profile_settings(config), train, item_records(profile_settings(config), train))
     assert max(len(u["items"]) for u in users.values()) == 3
     assert all(u["n_train_items"] >= len(u["items"]) for u in users.values())
 
@@ -84,7 +85,7 @@ def test_no_leakage_held_out_titles_never_in_user_profiles(tiny, tmp_path):
         assert not re.search(re.escape(title) + r"\b", profiles[user]["profile"]), (user, item, title)
     # ...while training titles do appear (the check above can fail).
     user = held_out[0][0]
-    first_item = user_records(config, train_data._dataset, item_records(config, train_data._dataset))[user]["items"][0]
+    first_item = user_records(profile_settings(config), train_data._dataset, item_records(profile_settings(config), train_data._dataset))[user]["items"][0]
     assert names[first_item["id"]][0] in profiles[user]["profile"]
 
 
@@ -116,7 +117,7 @@ def test_other_split_makes_user_profiles_stale_and_only_they_are_redone(tmp_path
     item_vectors = store.read_vectors("item")[1].copy()
     config2, _, train2, _, _ = tiny_data(tmp_path, model="LightGCN", seed=7)
     assert split_fingerprint(train2._dataset) != split_fingerprint(train_data._dataset)
-    status = ProfileBuilder(config2, train2._dataset, show_progress=False).status()
+    status = ProfileBuilder(profile_settings(config2), train2._dataset, show_progress=False).status()
     assert not status["split_matches"] and status["user"]["stale"] > 0 and status["item"]["stale"] == 0
     summary = build_profiles(config2, train2._dataset, show_progress=False)
     assert summary["generated"]["item"] == 0 and summary["embedded"]["item"] == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_data
-from recbole_llm.data.hook import profile_tensors, reduce_profiles
+from recbole_llm.data.loader import profile_tensors, reduce_profiles
 from recbole_llm.profiles.records import split_fingerprint
 from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, text_sha
 

@@ -228,7 +228,7 @@ def test_distributed_config_picks_gloo_on_cpu_and_validates_the_backend(tmp_path
     import torch.distributed as dist
 
     ranks = dict(local_rank=0, world_size=1, nproc=1, offset=0, ip="127.0.0.1")
-    for bad, message in (("nccl", "needs CUDA"), ("mpi", "dist_backend must be one of")):
+    for bad, message in (("nccl", "needs CUDA"), ("mpi", "dist_backend=.mpi.: must be one of nccl, gloo")):
         if bad == "nccl" and torch.cuda.is_available():
             continue
         with pytest.raises(ValueError, match=message):

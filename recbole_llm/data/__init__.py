@@ -1,3 +1,2 @@
-from recbole_llm.data.hook import profile_tensors
-
-__all__ = ["profile_tensors"]
+r"""Data on the model's side: the read-only profile loader (:mod:`recbole_llm.data.loader`); and the
+RLMRec dataset importer (:mod:`recbole_llm.data.import_rlmrec`, an entry point)."""

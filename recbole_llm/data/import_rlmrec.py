@@ -295,7 +295,6 @@ def recbole_split(data_dir, name):
     r"""The (train, valid, test) datasets RecBole loads from the benchmark files, as a run loads them."""
     from recbole.data import create_dataset
 
-    import recbole_llm  # noqa: F401  (compat shims)
     from recbole_llm.config import Config
 
     config_dict = {
@@ -388,14 +387,14 @@ def _store_kinds(texts, vectors, tokens, recbole_tokens):
 
 def import_rlmrec(src, name, out, profile_dir=None, embedder=None, force=False, user_map=None, item_map=None):
     r"""Convert the RLMRec folder ``src``; returns a summary dict (paths, counts, fingerprint)."""
-    from recbole_llm.profiles.builder import profile_dir as default_profile_dir
     from recbole_llm.profiles.records import split_fingerprint
+    from recbole_llm.profiles.store import store_dir as default_store_dir
 
     logger = getLogger(__name__)
     if not os.path.isdir(src):
         raise RLMRecImportError(f"{src} is not a directory (expected an RLMRec dataset folder)")
     dataset_dir = os.path.join(out, name)
-    store_dir = profile_dir or default_profile_dir({"profile_dir": None, "dataset": name})
+    store_dir = default_store_dir(profile_dir, name)
     _refuse_overwrite(dataset_dir, name, store_dir, force)
 
     split = read_split(src)
@@ -521,10 +520,10 @@ def main(argv=None):
 def run_command(name, out, store_dir):
     r"""The training command for the imported data (properties/dataset/NAME.yaml, when there is one,
     already names the benchmark files)."""
-    from recbole_llm.config import PLUGIN_PROPERTIES
+    from recbole_llm.properties import PROPERTIES_DIR
 
     command = f"python run_recbole_llm.py --model=LightGCN_RLM --dataset={name} --data_path={out}"
-    if not os.path.isfile(os.path.join(PLUGIN_PROPERTIES, "dataset", f"{name}.yaml")):
+    if not os.path.isfile(os.path.join(PROPERTIES_DIR, "dataset", f"{name}.yaml")):
         command += " --benchmark_filename=\"['train','valid','test']\""
     if store_dir and os.path.normpath(store_dir) != os.path.join("profiles", name):
         command += f" --profile_dir={store_dir}"

@@ -2,7 +2,31 @@ r"""
 Adapters: where each supported base keeps the embeddings RLM aligns
 ####################################################################
 
-See the adapter protocol in :mod:`recbole_llm.model.rlm`. Registered here (imported by ``rlm``):
+Every supported base's adapter is declared here, in :data:`ADAPTERS`; :func:`register_adapter`
+adds a user's own.
+
+Adapter protocol
+----------------
+An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddings:
+
+- ``final_embeddings(model, output)``: the (users, items) final embeddings, [n_users, d] and
+  [n_items, d], given the output of the first ``forward()`` call of a training step;
+- ``embedding_dim(model, config)``: d, the width of those final embeddings;
+- ``ego_method``: name of the base method that returns the ego (layer-0) embeddings of all users
+  then all items; Gen replaces masked rows there. ``None`` if the base has none (Gen unavailable).
+- ``ego_dim(model, config)``: the width of the ego embeddings, that of Gen's mask token
+  (``embedding_size`` by default; NGCF, GCCF and SpectralCF concatenate layers, so their final
+  embeddings are wider than their ego embeddings);
+- ``methods(base)``: methods that ``<Base>_RLM`` overrides in ``base`` (default none), e.g. an
+  ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (SGL);
+- ``loss_terms(losses, align_loss)``: the loss tuple ``calculate_loss`` returns (default: the base's
+  terms, then the alignment; NCL keeps its prototype loss last, which NCLTrainer drops in warm-up).
+
+The default adapter fits LightGCN-style bases (``forward()`` returns users, items first and
+``get_ego_embeddings()`` exists). Give a different one with ``rlm(Base, adapter)`` or
+:func:`register_adapter`.
+
+The adapters of RecBole's and the plugin's bases:
 
 =================  =====================================================================
 base               adapter
@@ -33,7 +57,30 @@ import torch
 from recbole.model.general_recommender import BPR, DGCF, NCL, NGCF, SGL, SpectralCF
 
 from recbole_llm.model.general_recommender.gccf import GCCF
-from recbole_llm.model.rlm import EmbeddingAdapter, register_adapter
+
+
+class EmbeddingAdapter:
+    r"""How the alignment reaches a base model's embeddings (see the module docstring)."""
+
+    ego_method = "get_ego_embeddings"
+
+    def final_embeddings(self, model, output):
+        return output[0], output[1]
+
+    def embedding_dim(self, model, config):
+        return config["embedding_size"]
+
+    def ego_dim(self, model, config):
+        return config["embedding_size"]
+
+    def methods(self, base):
+        return {}
+
+    def loss_terms(self, losses, align_loss):
+        return (*losses, align_loss)
+
+
+DEFAULT_ADAPTER = EmbeddingAdapter()
 
 
 def table_embeddings(model):
@@ -99,10 +146,25 @@ class DGCFAdapter(EmbeddingAdapter):
     ego_method = "_get_ego_embeddings"
 
 
-register_adapter(SGL, SGLAdapter())
-register_adapter(BPR, EmbeddingTableAdapter())
-register_adapter(NCL, NCLAdapter())
-register_adapter(DGCF, DGCFAdapter())
-register_adapter(NGCF, ConcatLayersAdapter(lambda model: sum(model.hidden_size_list)))
-register_adapter(SpectralCF, ConcatLayersAdapter(lambda model: model.emb_dim * (model.n_layers + 1)))
-register_adapter(GCCF, ConcatLayersAdapter(lambda model: model.final_embedding_size))
+ADAPTERS = {
+    SGL: SGLAdapter(),
+    BPR: EmbeddingTableAdapter(),
+    NCL: NCLAdapter(),
+    DGCF: DGCFAdapter(),
+    NGCF: ConcatLayersAdapter(lambda model: sum(model.hidden_size_list)),
+    SpectralCF: ConcatLayersAdapter(lambda model: model.emb_dim * (model.n_layers + 1)),
+    GCCF: ConcatLayersAdapter(lambda model: model.final_embedding_size),
+}
+
+
+def register_adapter(base, adapter):
+    r"""Use ``adapter`` for ``base`` and its subclasses in later :func:`~recbole_llm.rlm` calls."""
+    ADAPTERS[base] = adapter
+
+
+def adapter_for(base):
+    r"""The adapter of ``base``'s nearest class in :data:`ADAPTERS`, else :data:`DEFAULT_ADAPTER`."""
+    for cls in base.__mro__:
+        if cls in ADAPTERS:
+            return ADAPTERS[cls]
+    return DEFAULT_ADAPTER

@@ -14,47 +14,16 @@ cosine similarities. They are written once here and used by every ``<Base>_RLM``
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from recbole_llm.model.loss import info_nce
 
 DEFAULT_WEIGHT = {"con": 0.01, "gen": 0.1}
 DEFAULT_TEMPERATURE = {"con": 0.2, "gen": 0.5}
-USER_NEGATIVES = ("all", "batch")
 # Con's in-batch InfoNCEs over at most this many rows are computed on the rows as they are, in one
 # batched product; over more, on the distinct ids weighted by their counts. Both give the same
 # value; on the CPU the first is ~0.4 ms faster at 64-128 rows (fewer operations), the second
 # faster from ~256 rows on (fewer logits when a large batch repeats ids).
 STACKED_MAX_ROWS = 128
-
-
-def info_nce(anchor, candidates, temperature, positive=None, candidate_log_weight=None):
-    r"""Per-row InfoNCE ``-log(exp(cos(a_b, c_{p_b})/t) / sum_c w_c exp(cos(a_b, c)/t))``.
-
-    Args:
-        anchor (torch.Tensor): [B, d], or [G, B, d] for G independent InfoNCEs in one batched product.
-        candidates (torch.Tensor): [C, d] (or [G, C, d]), the denominator's candidates; each row's
-            positive is one of them.
-        temperature (float): softmax temperature.
-        positive (torch.Tensor, optional): [B] index of row b's positive among the candidates
-            (default: candidate b).
-        candidate_log_weight (torch.Tensor, optional): [C] log multiplicity of each candidate, so that
-            a candidate standing for k identical in-batch rows counts k times (exact deduplication);
-            2-D inputs only.
-
-    Returns:
-        torch.Tensor: [B] (or [G, B]) losses.
-    """
-    logits = (F.normalize(anchor, dim=-1) / temperature) @ F.normalize(candidates, dim=-1).transpose(-1, -2)
-    if positive is None:
-        positive = torch.arange(anchor.shape[-2], device=anchor.device).expand(logits.shape[:-1])
-    if candidate_log_weight is not None:
-        logits = logits + candidate_log_weight
-    # cross_entropy is one fused log-softmax forward and backward: about 20% faster on the CPU than
-    # logsumexp minus the positive's logit, the same value.
-    loss = F.cross_entropy(logits.flatten(0, -2), positive.flatten(), reduction="none").view(positive.shape)
-    if candidate_log_weight is None:
-        return loss
-    # It subtracts the positive's weighted logit: the positive's log weight is added back.
-    return loss + candidate_log_weight[positive]
 
 
 def _in_batch_info_nce(anchor, target, counts, temperature):
@@ -65,12 +34,6 @@ def _in_batch_info_nce(anchor, target, counts, temperature):
     """
     counts = counts.to(anchor.dtype)
     return (info_nce(anchor, target, temperature, candidate_log_weight=counts.log()) * counts).sum()
-
-
-def _checked_sample_size(key, sample_size):
-    if sample_size is not None and sample_size < 2:
-        raise ValueError(f"{key} must be at least 2 (an InfoNCE needs a negative) or ~ for all, got {sample_size}")
-    return sample_size
 
 
 def _mlp(in_dim, out_dim):
@@ -97,11 +60,9 @@ class ContrastiveAlignment(nn.Module):
 
     def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None):
         super().__init__()
-        if user_negatives not in USER_NEGATIVES:
-            raise ValueError(f"align_user_negatives must be one of {USER_NEGATIVES}, got {user_negatives!r}")
         self.temperature = temperature
         self.user_negatives = user_negatives
-        self.sample_size = _checked_sample_size("align_sample_size", sample_size)
+        self.sample_size = sample_size
         self.projector = _mlp(profile_dim, embedding_dim)
 
     def forward(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
@@ -157,11 +118,9 @@ class GenerativeAlignment(nn.Module):
         embeddings come from bases that concatenate layers, e.g. NGCF); ``sample_size``: most masked
         nodes reconstructed per step (``None``: all, as RLMRec)."""
         super().__init__()
-        if not 0.0 < mask_ratio <= 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
         self.temperature = temperature
         self.mask_ratio = mask_ratio
-        self.sample_size = _checked_sample_size("mask_sample_size", sample_size)
+        self.sample_size = sample_size
         self.mask_token = nn.Parameter(torch.zeros(1, ego_dim or embedding_dim))
         self.decoder = _mlp(embedding_dim, profile_dim)
 

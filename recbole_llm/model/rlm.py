@@ -17,26 +17,8 @@ Reference:
 RecBole's trainer logs the alignment as its own loss column. The alignment reuses the embeddings of
 the step's first ``forward()`` call: it never propagates a second time.
 
-Adapter protocol
-----------------
-An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddings:
-
-- ``final_embeddings(model, output)``: the (users, items) final embeddings, [n_users, d] and
-  [n_items, d], given the output of the first ``forward()`` call of a training step;
-- ``embedding_dim(model, config)``: d, the width of those final embeddings;
-- ``ego_method``: name of the base method that returns the ego (layer-0) embeddings of all users
-  then all items; Gen replaces masked rows there. ``None`` if the base has none (Gen unavailable).
-- ``ego_dim(model, config)``: the width of the ego embeddings, that of Gen's mask token
-  (``embedding_size`` by default; NGCF, GCCF and SpectralCF concatenate layers, so their final
-  embeddings are wider than their ego embeddings);
-- ``methods(base)``: methods that ``<Base>_RLM`` overrides in ``base`` (default none), e.g. an
-  ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (SGL);
-- ``loss_terms(losses, align_loss)``: the loss tuple ``calculate_loss`` returns (default: the base's
-  terms, then the alignment; NCL keeps its prototype loss last, which NCLTrainer drops in warm-up).
-
-The default adapter fits LightGCN-style bases (``forward()`` returns users, items first and
-``get_ego_embeddings()`` exists). Give a different one with ``rlm(Base, adapter)`` or
-:func:`register_adapter`.
+How the alignment reaches a base's embeddings is the base's *adapter*: see
+:mod:`recbole_llm.model.adapters`, where every supported base's adapter is declared.
 """
 
 import functools
@@ -49,47 +31,12 @@ from recbole_llm.model.alignment import (
     ContrastiveAlignment,
     GenerativeAlignment,
 )
-from recbole_llm.utils import RLM_SUFFIX
+from recbole_llm.data.loader import profile_tensors
+from recbole_llm.model.adapters import DEFAULT_ADAPTER, adapter_for
+from recbole_llm.model.lookup import find_model
 
-ALIGNMENTS = ("con", "gen", "none")
-
-
-class EmbeddingAdapter:
-    r"""How the alignment reaches a base model's embeddings (see the module docstring)."""
-
-    ego_method = "get_ego_embeddings"
-
-    def final_embeddings(self, model, output):
-        return output[0], output[1]
-
-    def embedding_dim(self, model, config):
-        return config["embedding_size"]
-
-    def ego_dim(self, model, config):
-        return config["embedding_size"]
-
-    def methods(self, base):
-        return {}
-
-    def loss_terms(self, losses, align_loss):
-        return (*losses, align_loss)
-
-
-DEFAULT_ADAPTER = EmbeddingAdapter()
-_ADAPTERS = {}
+RLM_SUFFIX = "_RLM"
 _CLASSES = {}
-
-
-def register_adapter(base, adapter):
-    r"""Use ``adapter`` for ``base`` and its subclasses in later :func:`rlm` calls."""
-    _ADAPTERS[base] = adapter
-
-
-def adapter_for(base):
-    for cls in base.__mro__:
-        if cls in _ADAPTERS:
-            return _ADAPTERS[cls]
-    return DEFAULT_ADAPTER
 
 
 class _Step:
@@ -108,14 +55,10 @@ class AlignedRecommender:
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.align = config["align"]
-        if self.align not in ALIGNMENTS:
-            raise ValueError(f"align must be one of {ALIGNMENTS}, got {self.align!r}")
         self.alignment = None
         self._step = None
-        if self.align == "none":
+        if not self.reads_profiles(config):
             return
-        from recbole_llm.data.hook import profile_tensors
-
         user_profile, item_profile = profile_tensors(config, dataset)
         # One buffer, users then items (RecBole's node order): moves with .to(), is not trained, and
         # is not written to checkpoints (the profile store is its single source).
@@ -140,6 +83,11 @@ class AlignedRecommender:
             )
             self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)
+
+    @classmethod
+    def reads_profiles(cls, config):
+        r"""Whether a model of this config reads profile vectors (the entry points build them first)."""
+        return config["align"] != "none"
 
     @property
     def user_profile(self):
@@ -236,30 +184,17 @@ def rlm(base, adapter=None):
     cls = type(name, (AlignedRecommender, parent), namespace)
     _CLASSES[name] = cls
     globals()[name] = cls
-    _register_trainer(base, name)
     return cls
 
 
-def _register_trainer(base, name):
-    # RecBole picks a trainer by model name (recbole.trainer.<Name>Trainer, else Trainer):
-    # <Base>_RLM trains with <Base>'s own trainer (e.g. NCLTrainer runs NCL's E-step).
-    import recbole.trainer
-
-    for cls in base.__mro__:
-        trainer = getattr(recbole.trainer, cls.__name__ + "Trainer", None)
-        if trainer is not None:
-            setattr(recbole.trainer, name + "Trainer", trainer)
-            return
+def aligned_model(name):
+    r"""``<Base>_RLM`` by name: the class :func:`rlm` made last under that name (a user's own
+    ``rlm(MyModel)`` included), else :func:`rlm` of the plugin's or RecBole's model ``<Base>``."""
+    return _CLASSES.get(name) or rlm(find_model(name[: -len(RLM_SUFFIX)]))
 
 
 def __getattr__(name):
     # Unpickling `recbole_llm.model.rlm.<Base>_RLM` in a fresh process builds the class on demand.
     if name.endswith(RLM_SUFFIX):
-        from recbole_llm.utils import get_model
-
-        return get_model(name)
+        return aligned_model(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# Adapters for RecBole's and the plugin's bases (after rlm() and EmbeddingAdapter exist).
-import recbole_llm.model.adapters  # noqa: E402,F401

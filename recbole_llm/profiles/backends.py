@@ -11,7 +11,8 @@ Interface, shared by every backend:
   a result with ``error`` set is a failed profile (recorded, retried by the next build);
 - optionally ``stats.snapshot()``: ``{"retried": int, "tokens": {"prompt", "completion"} or None}``.
 
-``template`` is here; ``openai`` and ``hf`` are in :mod:`recbole_llm.profiles.llm`.
+``template`` is here; ``openai`` and ``hf`` are in :mod:`recbole_llm.profiles.llm`;
+:func:`recbole_llm.profiles.builder.make_backend` picks one by ``llm_backend``.
 """
 
 import json
@@ -83,22 +84,3 @@ def render_user(record):
     if record.get("categories"):
         parts.append("Favourite categories: " + ", ".join(record["categories"]) + ".")
     return " ".join(parts)
-
-
-BACKENDS = ("template", "openai", "hf")
-
-
-def make_backend(config):
-    r"""The profile writer named by ``llm_backend``; the LLM ones live in :mod:`recbole_llm.profiles.llm`."""
-    name = config["llm_backend"]
-    if name == "template":
-        return TemplateBackend()
-    if name == "openai":
-        from recbole_llm.profiles.llm import OpenAIBackend
-
-        return OpenAIBackend(config)
-    if name == "hf":
-        from recbole_llm.profiles.llm import HFBackend
-
-        return HFBackend(config)
-    raise ValueError(f"llm_backend {name!r} is not available; choose one of: {', '.join(BACKENDS)}")

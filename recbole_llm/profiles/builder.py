@@ -13,17 +13,23 @@ import time
 from logging import getLogger
 
 import numpy as np
-from tqdm import tqdm
 
-from recbole_llm.profiles.backends import make_backend
+from recbole_llm.profiles.backends import TemplateBackend
 from recbole_llm.profiles.embedders import make_embedder
+from recbole_llm.profiles.progress import is_terminal, progress_bar
 from recbole_llm.profiles.prompts import estimate_tokens
 from recbole_llm.profiles.records import item_records, split_fingerprint, user_records
 from recbole_llm.profiles.store import KINDS, ProfileStore, text_sha
 
 
-def profile_dir(config):
-    return config["profile_dir"] or os.path.join("profiles", config["dataset"])
+def make_backend(settings):
+    r"""The profile writer named by ``llm_backend``; the LLM ones (:mod:`recbole_llm.profiles.llm`)
+    are imported only when named."""
+    if settings.llm_backend == "template":
+        return TemplateBackend()
+    from recbole_llm.profiles.llm import HFBackend, OpenAIBackend
+
+    return {"openai": OpenAIBackend, "hf": HFBackend}[settings.llm_backend](settings)
 
 
 def prompt_sha(prompt):
@@ -33,18 +39,18 @@ def prompt_sha(prompt):
 class ProfileBuilder:
     r"""Plans and runs the (re)generation of one store from a dataset's training split."""
 
-    def __init__(self, config, train_dataset, show_progress=None):
-        self.config = config
+    def __init__(self, settings, train_dataset, show_progress=None):
+        self.settings = settings
         self.dataset = train_dataset
-        self.store = ProfileStore(profile_dir(config))
-        self.backend = make_backend(config)
-        self.embedder = make_embedder(config)
-        self.show_progress = config["show_progress"] if show_progress is None else show_progress
+        self.store = ProfileStore(settings.store_dir)
+        self.backend = make_backend(settings)
+        self.embedder = make_embedder(settings)
+        self.show_progress = settings.show_progress if show_progress is None else show_progress
         self.logger = getLogger()
-        self._items = item_records(config, train_dataset)
+        self._items = item_records(settings, train_dataset)
 
     def records(self, kind):
-        return self._items if kind == "item" else user_records(self.config, self.dataset, self._items)
+        return self._items if kind == "item" else user_records(self.settings, self.dataset, self._items)
 
     def plan(self, kind, force=False):
         r"""Return (prompts by id, ids to generate) given what the store holds."""
@@ -136,7 +142,7 @@ class ProfileBuilder:
         done, failed, succeeded = 0, 0, set()
         retried_before = self._stats()["retried"]
         results = self.backend.generate(kind, [prompts[t] for t in todo])
-        bar = tqdm(total=len(todo), desc=f"{kind} profiles", unit=kind, disable=not self.show_progress)
+        bar = progress_bar(len(todo), f"{kind} profiles", kind, self.show_progress)
         try:
             for index, result in results:
                 token = todo[index]
@@ -163,7 +169,7 @@ class ProfileBuilder:
                     succeeded.add(token)
                     done += 1
                 bar.update(1)
-                bar.set_postfix(failed=failed, retried=self._stats()["retried"] - retried_before)
+                bar.set_postfix(failed=failed, retried=self._stats()["retried"] - retried_before, refresh=False)
         finally:
             bar.close()
             if hasattr(results, "close"):
@@ -191,10 +197,10 @@ class ProfileBuilder:
         report["embed_batches"] = math.ceil(texts / self.embedder.batch_size) if texts else 0
         return report
 
-    def _embed(self, kind, tokens, force):
-        r"""Write vectors for ``tokens`` (dataset order), embedding only new or changed texts."""
+    def _vector_plan(self, kind, tokens, force=False):
+        r"""For ``tokens`` (dataset order) with a record: (tokens, texts, text shas, reusable vectors
+        by (id, sha), positions to embed)."""
         records = self.store.read_records(kind)
-        self.store.rewrite_records(kind, records)  # compact the append log
         tokens = [t for t in tokens if t in records]
         texts = [records[t]["profile"] for t in tokens]
         shas = [text_sha(t) for t in texts]
@@ -205,16 +211,35 @@ class ProfileBuilder:
             if old_shas is not None:
                 old = {(i, s): v for i, s, v in zip(ids, old_shas, vectors)}
         missing = [n for n, key in enumerate(zip(tokens, shas)) if key not in old]
+        return tokens, texts, shas, old, missing
+
+    def _embed(self, kind, tokens, force):
+        r"""Write vectors for ``tokens`` (dataset order), embedding only new or changed texts."""
+        self.store.rewrite_records(kind, self.store.read_records(kind))  # compact the append log
+        tokens, texts, shas, old, missing = self._vector_plan(kind, tokens, force)
         if not missing and len(old) == len(tokens):
             return 0
         fresh = {}
         if missing:
             self.logger.info(f"Embedding {len(missing)} {kind} profiles with {self.embedder.identity}")
-            vectors = self.embedder.embed([texts[n] for n in missing], show_progress=self.show_progress)
+            vectors = self.embedder.embed([texts[n] for n in missing], show_progress=self.show_progress and is_terminal())
             fresh = dict(zip(missing, vectors))
         matrix = np.stack([fresh[n] if n in fresh else old[(t, s)] for n, (t, s) in enumerate(zip(tokens, shas))])
         self.store.write_vectors(kind, tokens, matrix, shas)
         return len(missing)
+
+    def pending(self):
+        r"""What a build would do now, doing nothing: per kind, profiles to write and vectors to
+        compute; ``{}`` when the store is complete and current for this split, writer and embedder."""
+        if not self.store.exists() or self.store.read_manifest().get("split_fingerprint") != split_fingerprint(self.dataset):
+            return {"store": "missing or made for another training split"}
+        work = {}
+        for kind in KINDS:
+            prompts, todo = self.plan(kind)
+            tokens, _, _, old, missing = self._vector_plan(kind, list(prompts))
+            if todo or missing or len(old) != len(tokens):
+                work[kind] = {"write": len(todo), "embed": len(missing)}
+        return work
 
     def _write_manifest(self):
         if not all(os.path.isfile(self.store.kind_file(kind, "vectors")) for kind in KINDS):
@@ -228,7 +253,7 @@ class ProfileBuilder:
             counts[kind] = len(ids)
             dims.add(int(vectors.shape[1]))
         manifest = {
-            "dataset": self.config["dataset"],
+            "dataset": self.settings.dataset,
             "split_fingerprint": split_fingerprint(self.dataset),
             "llm": self.backend.identity,
             "embedder": self.embedder.identity,
@@ -238,8 +263,3 @@ class ProfileBuilder:
         old = self.store.read_manifest() if self.store.exists() else {}
         if {k: old.get(k) for k in manifest} != manifest:
             self.store.write_manifest({**manifest, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-
-def build_profiles(config, train_dataset, force=False, show_progress=None):
-    r"""Build or complete the store of ``config`` for ``train_dataset``; returns the summary."""
-    return ProfileBuilder(config, train_dataset, show_progress).build(force=force)

@@ -9,8 +9,8 @@ what the RLMRec paper used).
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
 
+from recbole_llm.profiles.progress import progress_bar
 from recbole_llm.profiles.openai_api import (
     Cancelled,
     LLMServerError,
@@ -65,15 +65,14 @@ class OpenAIEmbedder:
 
     PREFIX = "openai:"
 
-    def __init__(self, config):
-        self.config = config
-        self.model = config["embedder"][len(self.PREFIX) :]
+    def __init__(self, settings):
+        self.settings = settings
+        self.model = settings.embedder[len(self.PREFIX) :]
         if not self.model:
             raise ValueError("embedder openai:<model> needs a model name, e.g. openai:text-embedding-3-small")
         self.identity = f"openai:{self.model}"
-        self.batch_size = int(config["embed_batch_size"])
-        self.concurrency = max(1, int(config["llm_concurrency"]))
-        RetryPolicy.from_config(config)  # validate now, not at the first request
+        self.batch_size = settings.embed_batch_size
+        self.concurrency = settings.llm_concurrency
         self._client = None
 
     @property
@@ -83,14 +82,14 @@ class OpenAIEmbedder:
     def embed(self, texts, show_progress=False):
         texts = list(texts)
         if self._client is None:  # one client, so that its connections are reused
-            self._client = make_client(self.config)
-        client, policy = self._client, RetryPolicy.from_config(self.config)
+            self._client = make_client(self.settings)
+        client, policy = self._client, RetryPolicy.from_settings(self.settings)
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
 
         def embed_batch(batch):
-            return call_with_retries(lambda: self._request(client, batch), policy, self.config)
+            return call_with_retries(lambda: self._request(client, batch), policy, self.settings)
 
-        bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not show_progress)
+        bar = progress_bar(len(texts), "embedding", "text", show_progress)
         vectors = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="embed-request") as pool:
             try:
@@ -100,7 +99,7 @@ class OpenAIEmbedder:
             except (LLMServerError, Cancelled):
                 raise
             except Exception as error:  # noqa: BLE001 (re-raised without the client's message, which may echo the key)
-                raise RuntimeError(f"embedding with {self.identity} failed: {describe_error(error, self.config)}") from None
+                raise RuntimeError(f"embedding with {self.identity} failed: {describe_error(error, self.settings)}") from None
             finally:
                 policy.stop.set()
                 bar.close()
@@ -114,8 +113,8 @@ class OpenAIEmbedder:
         return np.asarray([d.embedding for d in data], dtype=np.float32)
 
 
-def make_embedder(config):
-    name = config["embedder"]
+def make_embedder(settings):
+    name = settings.embedder
     if name and name.startswith(OpenAIEmbedder.PREFIX):
-        return OpenAIEmbedder(config)
-    return SentenceTransformerEmbedder(name, config["embed_batch_size"])
+        return OpenAIEmbedder(settings)
+    return SentenceTransformerEmbedder(name, settings.embed_batch_size)

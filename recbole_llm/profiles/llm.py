@@ -54,21 +54,21 @@ class GenerationStats:
 
 
 class LLMBackend:
-    r"""What the LLM writers share: config checks, prompts, answer parsing and statistics."""
+    r"""What the LLM writers share: settings checks, prompts, answer parsing and statistics."""
 
     name = None  # "openai" or "hf": the llm_backend value, and the prefix of the identity
     model_meaning = None  # what llm_model names, for the error message
 
-    def __init__(self, config):
-        self.config = config
-        self.model = config["llm_model"]
+    def __init__(self, settings):
+        self.settings = settings
+        self.model = settings.llm_model
         if not self.model:
             raise ValueError(f"llm_backend {self.name} needs llm_model ({self.model_meaning})")
         self.identity = f"{self.name}:{self.model}"
-        self.templates = PromptTemplates(config)
-        self.parse_retries = _non_negative(config, "llm_parse_retries")
-        self.max_tokens = None if config["llm_max_tokens"] is None else int(config["llm_max_tokens"])
-        self.temperature = None if config["llm_temperature"] is None else float(config["llm_temperature"])
+        self.templates = PromptTemplates(settings)
+        self.parse_retries = settings.llm_parse_retries
+        self.max_tokens = settings.llm_max_tokens
+        self.temperature = settings.llm_temperature
         self.stats = GenerationStats()
         self.logger = getLogger()
 
@@ -86,38 +86,26 @@ class LLMBackend:
         return ProfileResult(profile=summary, reasoning=reasoning)
 
 
-def _non_negative(config, key):
-    value = int(config[key])
-    if value < 0:
-        raise ValueError(f"{key} must be >= 0, got {value}")
-    return value
-
-
 class OpenAIBackend(LLMBackend):
     r"""Chat completions from any OpenAI-compatible server, ``llm_concurrency`` requests at a time."""
 
     name = "openai"
     model_meaning = "the model's name on the server of llm_base_url"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.concurrency = int(config["llm_concurrency"])
-        if self.concurrency < 1:
-            raise ValueError(f"llm_concurrency must be >= 1, got {self.concurrency}")
-        if float(config["llm_timeout"]) <= 0:
-            raise ValueError(f"llm_timeout must be > 0 seconds, got {config['llm_timeout']}")
-        RetryPolicy.from_config(config)  # validate now, not at the first request
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.concurrency = settings.llm_concurrency
         self._client = None
 
     def client(self):
         r"""One client for all requests of this backend: its connections are reused (keep-alive)."""
         if self._client is None:
-            self._client = make_client(self.config)
+            self._client = make_client(self.settings)
         return self._client
 
     def generate(self, kind, prompts):
         client = self.client()
-        policy = RetryPolicy.from_config(self.config)
+        policy = RetryPolicy.from_settings(self.settings)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-request")
         futures = {pool.submit(self._write_one, client, policy, prompt): index for index, prompt in enumerate(prompts)}
         try:
@@ -135,11 +123,11 @@ class OpenAIBackend(LLMBackend):
             if attempt:
                 self.stats.add_retry()
             try:
-                text = call_with_retries(lambda: self._complete(client, messages, attempt), policy, self.config, self.stats.add_retry)
+                text = call_with_retries(lambda: self._complete(client, messages, attempt), policy, self.settings, self.stats.add_retry)
             except (LLMServerError, Cancelled):
                 raise
             except Exception as error:  # noqa: BLE001 (recorded as this profile's failure)
-                return ProfileResult(profile=None, error=describe_error(error, self.config))
+                return ProfileResult(profile=None, error=describe_error(error, self.settings))
             try:
                 return self.answer(text)
             except ValueError as e:
@@ -172,11 +160,9 @@ class HFBackend(LLMBackend):
     name = "hf"
     model_meaning = "a local transformers model directory"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.batch_size = int(config["llm_batch_size"])
-        if self.batch_size < 1:
-            raise ValueError(f"llm_batch_size must be >= 1, got {self.batch_size}")
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.batch_size = settings.llm_batch_size
         self.max_tokens = self.max_tokens or DEFAULT_HF_MAX_TOKENS
         self._tokenizer = self._model = None
 

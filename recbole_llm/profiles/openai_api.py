@@ -4,7 +4,7 @@ Used by the ``openai`` profile writer (:mod:`recbole_llm.profiles.llm`) and the 
 embedder (:mod:`recbole_llm.profiles.embedders`):
 
 - :func:`make_client`: the official ``openai`` client for ``llm_base_url``, with the key read from
-  the environment variable NAMED by ``llm_api_key_env``. The key is never a config value, and it is
+  the environment variable NAMED by ``llm_api_key_env``. The key is never a settings value, and it is
   scrubbed from every error message this module produces (:func:`describe_error`).
 - :func:`call_with_retries`: exponential backoff with jitter on 429, 5xx, timeouts, dropped
   connections and malformed response bodies, honouring ``Retry-After``. The client's own retries
@@ -44,11 +44,8 @@ class RetryPolicy:
     stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def from_config(cls, config):
-        max_retries, base = int(config["llm_max_retries"]), float(config["llm_backoff_base"])
-        if max_retries < 0 or base < 0:
-            raise ValueError(f"llm_max_retries and llm_backoff_base must be >= 0, got {max_retries} and {base}")
-        return cls(max_retries=max_retries, backoff_base=base)
+    def from_settings(cls, settings):
+        return cls(max_retries=settings.llm_max_retries, backoff_base=settings.llm_backoff_base)
 
     def delay(self, attempt, retry_after=None):
         r"""Seconds to wait before retry ``attempt`` (0-based): the server's Retry-After when it sent
@@ -58,38 +55,38 @@ class RetryPolicy:
         return min(MAX_BACKOFF, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
 
 
-def api_key_from_env(config):
+def api_key_from_env(settings):
     r"""The key from the environment variable named by ``llm_api_key_env``; ``None`` if unset."""
-    return os.environ.get(config["llm_api_key_env"] or "") or None
+    return os.environ.get(settings.llm_api_key_env or "") or None
 
 
-def make_client(config):
+def make_client(settings):
     r"""The ``openai`` client for the configured server, without the client's own retries."""
     import openai
 
-    base_url, key = config["llm_base_url"], api_key_from_env(config)
+    base_url, key = settings.llm_base_url, api_key_from_env(settings)
     if key is None and base_url is None:
         raise LLMServerError(
-            f"No API key: the environment variable {config['llm_api_key_env']!r} (named by llm_api_key_env) is "
+            f"No API key: the environment variable {settings.llm_api_key_env!r} (named by llm_api_key_env) is "
             "not set. Export it, or set llm_base_url to a local server that needs no key."
         )
-    return openai.OpenAI(api_key=key or NO_KEY, base_url=base_url, timeout=float(config["llm_timeout"]), max_retries=0)
+    return openai.OpenAI(api_key=key or NO_KEY, base_url=base_url, timeout=settings.llm_timeout, max_retries=0)
 
 
-def redact(text, config):
+def redact(text, settings):
     r"""``text`` with the API key (if any) replaced by ``***``."""
-    key = api_key_from_env(config)
+    key = api_key_from_env(settings)
     return text.replace(key, "***") if key else text
 
 
-def describe_error(error, config):
+def describe_error(error, settings):
     r"""A short, key-free description of a failed request: status code or error type, and message."""
     status = getattr(error, "status_code", None)
     body = getattr(error, "body", None)
     message = body.get("message") if isinstance(body, dict) and isinstance(body.get("message"), str) else None
     message = str(message or getattr(error, "message", None) or error).strip().splitlines()
     head = f"HTTP {status}" if status is not None else type(error).__name__
-    return redact(f"{head}: {message[0][:200]}" if message else head, config)
+    return redact(f"{head}: {message[0][:200]}" if message else head, settings)
 
 
 def retry_after_seconds(error):
@@ -121,7 +118,7 @@ def is_retryable(error):
     return isinstance(error, (openai.APIConnectionError, openai.APIResponseValidationError, ValueError))
 
 
-def call_with_retries(request, policy, config, on_retry=None):
+def call_with_retries(request, policy, settings, on_retry=None):
     r"""Return ``request()``, retrying transient failures up to ``policy.max_retries`` times.
 
     A fatal status (401/403/404) raises :class:`LLMServerError`; any other non-retryable error, or
@@ -137,9 +134,9 @@ def call_with_retries(request, policy, config, on_retry=None):
         except Exception as error:  # noqa: BLE001 (classified below; the unknown ones re-raised)
             if isinstance(error, openai.APIStatusError) and error.status_code in FATAL_STATUS:
                 raise LLMServerError(
-                    f"{config['llm_base_url'] or 'api.openai.com'} refused the request ({describe_error(error, config)}). "
-                    f"Check llm_model ({config['llm_model']!r}), llm_base_url, and the key in the environment "
-                    f"variable {config['llm_api_key_env']!r}."
+                    f"{settings.llm_base_url or 'api.openai.com'} refused the request ({describe_error(error, settings)}). "
+                    f"Check llm_model ({settings.llm_model!r}), llm_base_url, and the key in the environment "
+                    f"variable {settings.llm_api_key_env!r}."
                 ) from None
             if not is_retryable(error) or attempt == policy.max_retries:
                 raise

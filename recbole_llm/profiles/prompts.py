@@ -24,10 +24,10 @@ import math
 import os
 import re
 
-from recbole_llm.config import PLUGIN_PROPERTIES
+from recbole_llm.profiles.settings import PROMPT_PRESETS as PRESETS
+from recbole_llm.properties import PROPERTIES_DIR
 
-PROMPTS_DIR = os.path.join(PLUGIN_PROPERTIES, "prompts")
-PRESETS = ("movies", "books", "businesses", "games", "generic")
+PROMPTS_DIR = os.path.join(PROPERTIES_DIR, "prompts")
 # Dataset name fragments that pick a preset when llm_prompt_preset is not set; first match wins.
 PRESET_HINTS = (
     ("movies", ("ml-", "movie", "netflix", "lens")),
@@ -53,17 +53,13 @@ def preset_for(dataset):
 class PromptTemplates:
     r"""The instruction texts of one run, read and validated once."""
 
-    def __init__(self, config):
-        preset = config["llm_prompt_preset"] or preset_for(config["dataset"])
-        if preset not in PRESETS:
-            raise ValueError(f"llm_prompt_preset must be one of {PRESETS}, got {preset!r}")
+    def __init__(self, settings):
+        preset = settings.llm_prompt_preset or preset_for(settings.dataset)
         self.preset = preset
-        self.budget = int(config["llm_prompt_token_budget"])
-        if self.budget <= 0:
-            raise ValueError(f"llm_prompt_token_budget must be > 0, got {self.budget}")
+        self.budget = settings.llm_prompt_token_budget
         self.files = {
-            "item": config["llm_prompt_item_file"] or os.path.join(PROMPTS_DIR, preset, "item.txt"),
-            "user": config["llm_prompt_user_file"] or os.path.join(PROMPTS_DIR, preset, "user.txt"),
+            "item": settings.llm_prompt_item_file or os.path.join(PROMPTS_DIR, preset, "item.txt"),
+            "user": settings.llm_prompt_user_file or os.path.join(PROMPTS_DIR, preset, "user.txt"),
         }
         self.system = {}
         for kind, path in self.files.items():

@@ -23,17 +23,17 @@ REVIEW_HINTS = ("review", "text", "comment")
 MAX_CATEGORIES = 5
 
 
-def read_atomic_file(config, suffix, id_field):
+def read_atomic_file(settings, suffix, id_field):
     r"""Rows of ``<data_path>/<dataset>.<suffix>`` keyed by raw id token; ``{}`` if there is none.
 
     Read independently of ``load_col`` (a model need not load the text it is profiled from), with
     RecBole's own header format ``name:type`` and separators.
     """
-    path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+    path = os.path.join(settings.data_path, f"{settings.dataset}.{suffix}")
     if not os.path.isfile(path):
         return {}, {}
-    sep, seq_sep = config["field_separator"], config["seq_separator"]
-    with open(path, encoding=config["encoding"]) as f:
+    sep, seq_sep = settings.field_separator, settings.seq_separator
+    with open(path, encoding=settings.encoding) as f:
         header = f.readline().rstrip("\n").split(sep)
     fields, types = [], {}
     for column in header:
@@ -44,7 +44,7 @@ def read_atomic_file(config, suffix, id_field):
         types[name] = ftype
     if id_field not in types:
         raise ValueError(f"{path}: no {id_field!r} column (the dataset's id field); columns are {fields}")
-    df = _read_table(path, sep, config["encoding"])
+    df = _read_table(path, sep, settings.encoding)
     df.columns = fields
     id_pos = fields.index(id_field)
     rows = {}
@@ -58,9 +58,9 @@ def read_atomic_file(config, suffix, id_field):
     return rows, types
 
 
-def _read_header(path, config):
-    with open(path, encoding=config["encoding"]) as f:
-        header = f.readline().rstrip("\n").split(config["field_separator"])
+def _read_header(path, settings):
+    with open(path, encoding=settings.encoding) as f:
+        header = f.readline().rstrip("\n").split(settings.field_separator)
     return [c.partition(":")[0] for c in header], {c.partition(":")[0]: c.partition(":")[2] for c in header}
 
 
@@ -78,22 +78,20 @@ def _text(value):
     return " ".join(value) if isinstance(value, list) else str(value)
 
 
-def item_records(config, dataset):
+def item_records(settings, dataset):
     r"""One record per item of the dataset (padding excluded): title, year, categories, attributes,
     and up to ``profile_max_reviews`` training reviews (most recent first) where the dataset has them."""
     iid_field = dataset.iid_field
-    rows, types = read_atomic_file(config, "item", iid_field)
+    rows, types = read_atomic_file(settings, "item", iid_field)
     fields = [f for f in types if f != iid_field]
-    title_field = config["profile_title_field"] or _pick(fields, TITLE_HINTS)
+    title_field = settings.profile_title_field or _pick(fields, TITLE_HINTS)
     year_field = _pick([f for f in fields if f != title_field], YEAR_HINTS)
-    category_fields = config["profile_category_fields"] or [
+    category_fields = settings.profile_category_fields or [
         f for f in fields if f != title_field and types[f] == "token_seq" and any(h in f.lower() for h in CATEGORY_HINTS)
     ]
-    if isinstance(category_fields, str):
-        category_fields = [category_fields]
     for field in [title_field, *category_fields]:
         if field is not None and field not in types and rows:
-            raise ValueError(f"profile field {field!r} is not a column of the {config['dataset']}.item file; columns are {fields}")
+            raise ValueError(f"profile field {field!r} is not a column of the {settings.dataset}.item file; columns are {fields}")
     records = {}
     for token in dataset.field2id_token[iid_field][1:]:
         row = rows.get(token, {})
@@ -110,49 +108,49 @@ def item_records(config, dataset):
         if attributes:
             record["attributes"] = attributes
         records[token] = record
-    max_reviews = config["profile_max_reviews"]
+    max_reviews = settings.profile_max_reviews
     if max_reviews:
-        for (_, item), review in training_reviews(config, dataset).items():
+        for (_, item), review in training_reviews(settings, dataset).items():
             reviews = records[item].setdefault("reviews", [])
             if len(reviews) < max_reviews:
                 reviews.append(review)
     return records
 
 
-def _inter_files(config):
-    parts = config["benchmark_filename"]
-    names = [f"{config['dataset']}.{p}.inter" for p in parts] if parts else [f"{config['dataset']}.inter"]
-    return [os.path.join(config["data_path"], n) for n in names]
+def _inter_files(settings):
+    parts = settings.benchmark_filename
+    names = [f"{settings.dataset}.{p}.inter" for p in parts] if parts else [f"{settings.dataset}.inter"]
+    return [os.path.join(settings.data_path, n) for n in names]
 
 
-def training_reviews(config, train_dataset):
+def training_reviews(settings, train_dataset):
     r"""``{(user token, item token): review}`` of the TRAINING interactions that have a review, most
     recent first; ``{}`` if the ``.inter`` file has no review field (``profile_review_field``, or the
     first text field named like *review*, *text* or *comment*)."""
     uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
-    paths = [p for p in _inter_files(config) if os.path.isfile(p)]
+    paths = [p for p in _inter_files(settings) if os.path.isfile(p)]
     if not paths:
         return {}
-    fields, types = _read_header(paths[0], config)
+    fields, types = _read_header(paths[0], settings)
     text_fields = [f for f in fields if f not in (uid_field, iid_field) and types[f] in ("token", "token_seq")]
-    review_field = config["profile_review_field"] or _pick(text_fields, REVIEW_HINTS)
+    review_field = settings.profile_review_field or _pick(text_fields, REVIEW_HINTS)
     if review_field is None:
         return {}
     if review_field not in fields:
         raise ValueError(f"profile_review_field {review_field!r} is not a column of {paths[0]}; columns are {fields}")
-    time_field = config["TIME_FIELD"] if config["TIME_FIELD"] in fields else None
+    time_field = settings.TIME_FIELD if settings.TIME_FIELD in fields else None
     columns = [uid_field, iid_field, review_field] + ([time_field] if time_field else [])
     frames = []
     for path in paths:
-        names = _read_header(path, config)[0]
-        frame = _read_table(path, config["field_separator"], config["encoding"], usecols=[names.index(c) for c in columns])
+        names = _read_header(path, settings)[0]
+        frame = _read_table(path, settings.field_separator, settings.encoding, usecols=[names.index(c) for c in columns])
         frame.columns = [names[i] for i in sorted(names.index(c) for c in columns)]
         frames.append(frame[columns])
     inter = pd.concat(frames, ignore_index=True)
     if time_field:
         inter = inter.assign(_t=pd.to_numeric(inter[time_field], errors="coerce")).sort_values("_t", ascending=False, kind="stable")
     train_pairs = set(_pairs(train_dataset))
-    seq_sep = config["seq_separator"]
+    seq_sep = settings.seq_separator
     reviews = {}
     for user, item, text in zip(inter[uid_field], inter[iid_field], inter[review_field]):
         text = " ".join(text.split(seq_sep)) if types[review_field] == "token_seq" else text
@@ -168,17 +166,17 @@ def _pairs(train_dataset):
     return zip(users.tolist(), items.tolist())
 
 
-def _train_interactions(config, train_dataset):
+def _train_interactions(settings, train_dataset):
     r"""The training split as a DataFrame of internal ids, with rating/time where the dataset has them."""
     feat = train_dataset.inter_feat
     columns = {"user": feat[train_dataset.uid_field].numpy(), "item": feat[train_dataset.iid_field].numpy()}
-    for key, field in (("rating", config["RATING_FIELD"]), ("time", config["TIME_FIELD"])):
+    for key, field in (("rating", settings.RATING_FIELD), ("time", settings.TIME_FIELD)):
         if field is not None and field in feat.interaction:
             columns[key] = feat[field].numpy()
     return pd.DataFrame(columns)
 
 
-def user_records(config, train_dataset, items):
+def user_records(settings, train_dataset, items):
     r"""One record per user (padding excluded) from the user's TRAINING interactions only.
 
     ``items`` lists up to ``profile_max_items`` training items, best-rated then most recent first,
@@ -186,16 +184,16 @@ def user_records(config, train_dataset, items):
     categories over all the user's training items.
     """
     uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
-    rows, types = read_atomic_file(config, "user", uid_field)
-    feature_fields = config["profile_user_fields"] or [f for f in USER_FEATURES if f in types]
+    rows, types = read_atomic_file(settings, "user", uid_field)
+    feature_fields = settings.profile_user_fields or [f for f in USER_FEATURES if f in types]
     item_tokens = train_dataset.field2id_token[iid_field]
-    inter = _train_interactions(config, train_dataset)
+    inter = _train_interactions(settings, train_dataset)
     sort_keys = [k for k in ("rating", "time") if k in inter.columns]
     if sort_keys:
         inter = inter.sort_values(sort_keys, ascending=False, kind="stable")
     by_user = {u: g["item"].to_numpy() for u, g in inter.groupby("user", sort=False)}
-    max_items = config["profile_max_items"]
-    reviews = training_reviews(config, train_dataset)
+    max_items = settings.profile_max_items
+    reviews = training_reviews(settings, train_dataset)
     records = {}
     for uid, token in enumerate(train_dataset.field2id_token[uid_field]):
         if uid == 0:

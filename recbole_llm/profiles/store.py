@@ -31,6 +31,14 @@ FAILURE_FIELDS = ("id", "error", "prompt_sha", "source")
 KIND_FILES = {"records": ".jsonl", "failures": "_failed.jsonl", "vectors": ".npy", "ids": "_ids.txt", "text_sha": "_text_sha.txt"}
 
 
+DEFAULT_ROOT = "profiles"
+
+
+def store_dir(profile_dir, dataset):
+    r"""A store's directory: ``profile_dir`` if set, else ``profiles/<dataset>``."""
+    return profile_dir or os.path.join(DEFAULT_ROOT, dataset)
+
+
 class ProfileStoreError(ValueError):
     """The store on disk is missing or malformed; the message names the file and the fix."""
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_llm.model.alignment import info_nce
+from recbole_llm.model.loss import info_nce
 from recbole_llm.model.general_recommender.graph_base import GraphRecommender, bipartite_edges
 
 

@@ -1,10 +1,14 @@
-r"""The dataset hook: profile vectors as float tensors in RecBole's internal id order.
+r"""The read-only profile loader: profile vectors as float tensors in RecBole's internal id order.
+
+A model reads its profile vectors here and nowhere else. The loader reads the store and writes
+nothing, never builds, never calls an LLM or an embedder: a missing store, one written for another
+training split (its user profiles would leak or mismatch), or one that lacks profiles
+(``profile_missing: error``) is refused with the command that fixes it. Building is the entry
+points' job (:mod:`recbole_llm.build`).
 
 Rows are matched by raw token after RecBole's filtering and remapping, never by file order; row 0
-(RecBole's padding id) is zero. A missing store is built first with the configured backends; a
-store whose training split differs from this run's is refused (its user profiles would leak or be
-wrong) unless it was written by the configured backends, in which case it is brought up to date.
-``profile_reduce_dim`` optionally narrows the vectors once, at load (:func:`reduce_profiles`).
+(RecBole's padding id) is zero. ``profile_reduce_dim`` optionally narrows the vectors once, at
+load (:func:`reduce_profiles`).
 """
 
 from logging import getLogger
@@ -12,19 +16,16 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_llm.profiles.builder import ProfileBuilder, profile_dir
 from recbole_llm.profiles.records import split_fingerprint
-from recbole_llm.profiles.store import ProfileStore, ProfileStoreError
+from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, store_dir
 
-MISSING_POLICIES = ("error", "zero", "mean")
+BUILD_COMMAND = "python -m recbole_llm.profiles build --dataset={dataset}"
 
 
 def profile_tensors(config, train_dataset):
     r"""Return (user_profile [n_users, d], item_profile [n_items, d]) float32 tensors for the run."""
+    store = read_store(config, train_dataset)
     policy = config["profile_missing"]
-    if policy not in MISSING_POLICIES:
-        raise ValueError(f"profile_missing must be one of {MISSING_POLICIES}, got {policy!r}")
-    store = ensure_store(config, train_dataset)
     user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy)
     item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy)
     if user.shape[1] != item.shape[1]:
@@ -69,39 +70,22 @@ def reduce_profiles(user, item, dim, source):
     return user @ top, item @ top
 
 
-def ensure_store(config, train_dataset):
-    r"""Return the run's store, building or completing it when that is safe (see module docstring)."""
-    logger = getLogger()
-    store = ProfileStore(profile_dir(config))
+def read_store(config, train_dataset):
+    r"""The run's store, checked to exist and to be made for this run's training split."""
+    store = ProfileStore(store_dir(config["profile_dir"], config["dataset"]))
+    build = BUILD_COMMAND.format(dataset=config["dataset"]) + " (with this run's config files and keys)"
     if not store.exists():
-        logger.info(f"No profile store at {store.path}: building it now (run `python -m recbole_llm.profiles build` to do this ahead).")
-        _build(config, train_dataset, logger)
-        return store
+        raise ProfileStoreError(
+            f"No profile store at {store.path}: build it first with `{build}`; run_recbole_llm builds a missing store itself."
+        )
     manifest = store.read_manifest()
-    builder = ProfileBuilder(config, train_dataset)
-    own = manifest.get("llm") == builder.backend.identity and manifest.get("embedder") == builder.embedder.identity
-    if own:
-        summary = builder.build()
-        if any(summary["generated"].values()) or any(summary["embedded"].values()):
-            logger.info(f"Profile store {store.path} brought up to date: {summary}")
-        return store
     if manifest.get("split_fingerprint") != split_fingerprint(train_dataset):
         raise ProfileStoreError(
             f"{store.file('manifest.json')}: the store's user profiles were written for another training split "
-            f"(written by {manifest.get('llm')}), so they would leak or mismatch this run's split. Rebuild it for "
-            f"this split with `python -m recbole_llm.profiles build --dataset={config['dataset']} --force` "
-            "(same config files), or point profile_dir at a store built for this split."
+            f"(written by {manifest.get('llm')}), so they would leak or mismatch this run's split. Update it for this "
+            f"split with `{build}`, or point profile_dir at a store built for this split."
         )
-    logger.info(
-        f"Using profile store {store.path} as written (llm {manifest.get('llm')}, embedder {manifest.get('embedder')}); "
-        f"the config names {builder.backend.identity} / {builder.embedder.identity}: rebuild with --force to switch."
-    )
     return store
-
-
-def _build(config, train_dataset, logger):
-    summary = ProfileBuilder(config, train_dataset).build()
-    logger.info(f"Profile store built: {summary}")
 
 
 def _aligned(store, kind, dataset, field, policy):

@@ -1,0 +1,23 @@
+r"""The model layer's config keys and their checks (type, range, allowed values).
+
+Checked once, when the :class:`~recbole_llm.config.Config` is built, before any data is loaded; a
+model reads them from the config in its ``__init__`` as RecBole's models do.
+"""
+
+from recbole_llm.checks import choice, integer, number, optional
+
+ALIGNMENTS = ("con", "gen", "none")
+USER_NEGATIVES = ("all", "batch")
+MISSING_POLICIES = ("error", "zero", "mean")
+
+MODEL_KEYS = {
+    "align": choice(*ALIGNMENTS),
+    "align_weight": optional(number(minimum=0)),
+    "align_temperature": optional(number(minimum=0, open_minimum=True)),
+    "mask_ratio": number(minimum=0, maximum=1, open_minimum=True, open_maximum=True),
+    "mask_sample_size": optional(integer(minimum=2)),
+    "align_user_negatives": choice(*USER_NEGATIVES),
+    "align_sample_size": optional(integer(minimum=2)),
+    "profile_reduce_dim": optional(integer(minimum=1)),
+    "profile_missing": choice(*MISSING_POLICIES),
+}
