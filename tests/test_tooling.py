@@ -265,6 +265,7 @@ def _ddp_worker(rank, port, tmp_path, profile_dir, queue):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    import recbole_llm.build as build
     from recbole_llm import get_model
     from recbole_llm.trainer import get_trainer
 
@@ -272,7 +273,13 @@ def _ddp_worker(rank, port, tmp_path, profile_dir, queue):
     config = Config("LightGCN_RLM", "tiny", config_dict=tiny_config_dict(pathlib.Path(tmp_path), profile_dir=profile_dir, epochs=2, **ranks))
     init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    report = {}
+    # As a run does: the store (missing here) is prepared once, by rank 0, before any model is built.
+    builds, prepare = [], build._ensure
+    build._ensure = lambda *args: (builds.append(rank), prepare(*args))[1]
+    build.ensure_profiles(config, train_data._dataset)
+    builders = [None, None]
+    dist.all_gather_object(builders, builds)
+    report = {"builders": builders}
     for align in ("con", "gen", "none"):
         config["align"] = align
         init_seed(config["seed"] + rank, config["reproducibility"])  # as a run does: each rank initialises differently
@@ -309,12 +316,13 @@ def _gap_across_ranks(model):
 
 
 @pytest.mark.slow
-def test_alignment_parameters_train_in_sync_under_ddp(tmp_path, shared_profiles):
+def test_alignment_parameters_train_in_sync_under_ddp(tmp_path):
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), shared_profiles, queue), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), str(tmp_path / "new-store"), queue), nprocs=2, join=True)
     report = queue.get()
+    assert report["builders"] == [[0], []]  # rank 0 built the missing store; rank 1 waited, then read it
     for align in ("con", "gen", "none"):
         ranks = report[align]
         assert ranks["initial_gap"] > 0  # the ranks start apart, so equal weights at the end show the sync
