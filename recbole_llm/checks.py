@@ -6,6 +6,7 @@ value, so that every refused setting reads ``align_weight=-1: must be a finite n
 """
 
 import math
+import os
 
 
 class SettingError(ValueError):
@@ -88,6 +89,17 @@ def text():
         return value
 
     return _Check("a non-empty string", convert)
+
+
+def existing_file():
+    def convert(value):
+        if not isinstance(value, str) or not value:
+            raise TypeError
+        if not os.path.isfile(value):
+            raise ValueError
+        return value
+
+    return _Check("the path of an existing file", convert)
 
 
 def boolean():

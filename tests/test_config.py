@@ -69,6 +69,7 @@ def test_aligned_models_default_to_a_longer_patience():
     ("profile_max_items", "many", "an integer >= 1"),
     ("embed_batch_size", 0, "an integer >= 1"),
     ("dist_backend", "mpi", "one of nccl, gloo"),
+    ("llm_prompt_item_file", "no/such/file.txt", "the path of an existing file"),
 ])
 def test_every_plugin_key_is_checked_when_the_config_is_built(key, value, allowed):
     # The Config is built before any data is loaded or any request is sent: the error comes first,

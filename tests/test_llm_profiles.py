@@ -125,8 +125,8 @@ def test_presets_are_chosen_by_dataset_and_overridable_by_a_file(tmp_path):
     assert templates.system["user"] == open(os.path.join(PROMPTS_DIR, "movies", "user.txt")).read().strip()
     with pytest.raises(ValueError, match="llm_prompt_preset"):
         base.replace(llm_prompt_preset="cars")
-    with pytest.raises(ValueError, match="not found"):
-        PromptTemplates(base.replace(llm_prompt_user_file=str(tmp_path / "missing.txt")))
+    with pytest.raises(ValueError, match="llm_prompt_user_file=.*missing.txt.*the path of an existing file"):
+        base.replace(llm_prompt_user_file=str(tmp_path / "missing.txt"))
 
 
 def test_backoff_is_exponential_with_jitter_and_honours_retry_after():

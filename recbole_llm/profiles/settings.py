@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from recbole_llm.checks import boolean, check, choice, integer, number, optional, text, text_list
+from recbole_llm.checks import boolean, check, choice, existing_file, integer, number, optional, text, text_list
 from recbole_llm.profiles.store import store_dir
 
 LLM_BACKENDS = ("template", "openai", "hf")
@@ -58,8 +58,8 @@ class ProfileSettings:
     llm_temperature: Optional[float] = _setting(0.0, optional(number(minimum=0)))
     llm_batch_size: int = _setting(8, integer(minimum=1))
     llm_prompt_preset: Optional[str] = _setting(None, optional(choice(*PROMPT_PRESETS)))
-    llm_prompt_item_file: Optional[str] = _setting(None, optional(text()))
-    llm_prompt_user_file: Optional[str] = _setting(None, optional(text()))
+    llm_prompt_item_file: Optional[str] = _setting(None, optional(existing_file()))
+    llm_prompt_user_file: Optional[str] = _setting(None, optional(existing_file()))
     llm_prompt_token_budget: int = _setting(2000, integer(minimum=1))
     # Who embeds it.
     embedder: Optional[str] = _setting(None, optional(text()))
