@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -205,11 +206,14 @@ def test_reduced_profiles_do_not_depend_on_the_solvers_signs(monkeypatch):
         assert np.allclose(reduced, wanted, atol=1e-6)
 
 
-@pytest.mark.parametrize("dim", [0, 5, 8, 2.5])
-def test_bad_reduce_dim_is_refused_with_the_range_and_fix(dim):
-    vectors = np.ones((3, 5), np.float32)
-    with pytest.raises(ValueError, match=r"profile_reduce_dim must be an integer from 1 to 4 for the 5-d profile vectors of my/store.*~"):
-        reduce_profiles(vectors, vectors, dim, "my/store")
+@pytest.mark.parametrize("dim", [5, 8])
+def test_a_reduce_dim_of_at_least_the_vectors_width_keeps_them_whole(dim, caplog):
+    # profile_reduce_dim is a default (64): a narrower embedder's vectors are used as they are.
+    user, item = np.ones((3, 5), np.float32), np.full((4, 5), 2.0, np.float32)
+    with caplog.at_level(logging.INFO):
+        reduced_user, reduced_item = reduce_profiles(user, item, dim, "my/store")
+    assert reduced_user is user and reduced_item is item
+    assert "the profile vectors of my/store have 5 dims already; used whole" in caplog.text
 
 
 def test_profile_tensors_reduce_when_asked(train, tmp_path):

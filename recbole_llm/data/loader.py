@@ -50,14 +50,13 @@ def reduce_profiles(user, item, dim, source):
     An uncentred truncated SVD: the projected vectors' dot products are the best rank-``dim``
     approximation of the originals' (Eckart-Young), so their geometry changes as little as that
     width allows, while the alignment MLPs, whose cost grows with the profile width, shrink by
-    ``d / dim``. The vectors stay whole in the store; this runs once per model build.
+    ``d / dim``. The vectors stay whole in the store; this runs once per model build. Vectors of at
+    most ``dim`` dimensions are returned as they are.
     """
     d = user.shape[1]
-    if not isinstance(dim, int) or not 1 <= dim < d:
-        raise ValueError(
-            f"profile_reduce_dim must be an integer from 1 to {d - 1} for the {d}-d profile vectors of {source}, "
-            f"got {dim!r}; set it to ~ to use them whole."
-        )
+    if dim >= d:
+        getLogger().info(f"profile_reduce_dim={dim}: the profile vectors of {source} have {d} dims already; used whole.")
+        return user, item
     gram = (user.T @ user + item.T @ item).astype(np.float64)
     energy, basis = np.linalg.eigh(gram)  # ascending
     top = basis[:, ::-1][:, :dim]
