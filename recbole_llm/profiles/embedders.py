@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from recbole_llm.profiles.progress import progress_bar
 from recbole_llm.profiles.openai_api import (
     Cancelled,
     LLMServerError,
@@ -20,6 +19,7 @@ from recbole_llm.profiles.openai_api import (
     describe_error,
     make_client,
 )
+from recbole_llm.profiles.progress import progress_bar
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _LOADED = {}  # path -> model: trials of a hyperparameter search in one process load it once

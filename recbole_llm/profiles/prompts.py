@@ -24,7 +24,6 @@ import math
 import os
 import re
 
-from recbole_llm.profiles.settings import PROMPT_PRESETS as PRESETS
 from recbole_llm.properties import PROPERTIES_DIR
 
 PROMPTS_DIR = os.path.join(PROPERTIES_DIR, "prompts")
