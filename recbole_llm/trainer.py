@@ -17,7 +17,7 @@ returns it with :class:`PluginTrainerMixin`:
   trials on small data) get ``-1``, ``-2`` ... instead of overwriting each other's checkpoint.
 
 Non-persistent buffers (an RLM model's profile vectors) are not broadcast by DDP at every step:
-every rank rebuilds them from the same config and profile store, as a checkpoint reload does.
+every rank reads them from the same profile store, as a checkpoint reload does.
 """
 
 import os

@@ -25,14 +25,9 @@ import functools
 
 import torch
 
-from recbole_llm.model.alignment import (
-    DEFAULT_TEMPERATURE,
-    DEFAULT_WEIGHT,
-    ContrastiveAlignment,
-    GenerativeAlignment,
-)
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.model.adapters import DEFAULT_ADAPTER, adapter_for
+from recbole_llm.model.alignment import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, ContrastiveAlignment, GenerativeAlignment
 from recbole_llm.model.lookup import find_model
 
 RLM_SUFFIX = "_RLM"
@@ -48,7 +43,9 @@ class _Step:
 
 
 class AlignedRecommender:
-    r"""Mixin placed before the base class by :func:`rlm`; reads the alignment config keys."""
+    r"""Mixin placed before the base class by :func:`rlm`; reads the alignment config keys (checked
+    when the Config was built: :data:`recbole_llm.model.settings.MODEL_KEYS`) and the profile vectors
+    (through the read-only :mod:`recbole_llm.data.loader`)."""
 
     rlm_adapter = DEFAULT_ADAPTER
 
