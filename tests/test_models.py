@@ -1,10 +1,12 @@
+import os
+
 import pytest
 import torch
 from recbole.model.general_recommender import LightGCN
 from recbole.utils import init_seed
 
-from conftest import tiny_data
-from recbole_llm import get_model
+from conftest import REPO, tiny_config_dict, tiny_data
+from recbole_llm import Config, get_model
 from recbole_llm.trainer import get_trainer
 
 
@@ -68,7 +70,7 @@ def test_gen_reads_its_sample_size_from_the_config(tmp_path):
 
 
 def test_con_reads_its_sample_size_and_reduced_profiles_from_the_config(tmp_path):
-    _, model, train_data, _, _ = make_model(tmp_path, align="con", align_sample_size=4, profile_reduce_dim=8)
+    _, model, train_data, _, _ = make_model(tmp_path, align="con", align_user_negatives="all", align_sample_size=4, profile_reduce_dim=8)
     assert model.alignment.sample_size == 4
     assert model.node_profile.shape[1] == 8 and model.alignment.projector[0].in_features == 8
     projected = []
@@ -84,7 +86,7 @@ def test_gen_reconstructs_the_reduced_profiles(tmp_path):
 
 
 def test_profiles_are_buffers_not_parameters_nor_checkpointed(tmp_path):
-    _, model, _, _, _ = make_model(tmp_path, align="con")
+    _, model, _, _, _ = make_model(tmp_path, align="con", profile_reduce_dim=None)
     assert "node_profile" in dict(model.named_buffers())
     assert all("profile" not in name for name, _ in model.named_parameters())
     assert all("profile" not in key for key in model.state_dict())
@@ -101,6 +103,17 @@ def test_predictions_are_the_base_models(tmp_path):
     model.eval(), base.eval()
     assert torch.allclose(model.full_sort_predict(interaction), base.full_sort_predict(interaction))
     assert type(model).predict is LightGCN.predict and type(model).full_sort_predict is LightGCN.full_sort_predict
+
+
+def test_the_defaults_bound_the_alignments_cost_and_one_file_restores_rlmrecs_form(tmp_path):
+    _, con, _, _, _ = make_model(tmp_path, align="con")
+    _, gen, _, _, _ = make_model(tmp_path, align="gen")
+    assert (con.alignment.user_negatives, con.alignment.sample_size, con.node_profile.shape[1]) == ("batch", 128, 64)
+    assert (gen.alignment.sample_size, gen.node_profile.shape[1]) == (128, 64)
+    exact = {"config_file_list": [os.path.join(REPO, "properties", "rlmrec-exact.yaml")]}
+    config = Config(model="LightGCN_RLM", dataset="tiny", config_dict=tiny_config_dict(tmp_path), command_line=False, **exact)
+    assert (config["align_user_negatives"], config["align_sample_size"], config["mask_sample_size"], config["profile_reduce_dim"]) == (
+        "all", None, None, None)
 
 
 def test_default_weights_and_temperatures_follow_the_alignment(tmp_path):
