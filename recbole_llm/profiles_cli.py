@@ -26,11 +26,12 @@ import argparse
 import json
 import sys
 
-from recbole.data import create_dataset
 from recbole.utils import init_logger, init_seed
 
 from recbole_llm.build import make_builder, profile_settings
+from recbole_llm.checks import SettingError
 from recbole_llm.config import Config
+from recbole_llm.data.atomic import create_dataset
 from recbole_llm.data.loader import checked_profiles
 from recbole_llm.profiles.builder import FREE_WRITERS
 from recbole_llm.profiles.openai_api import LLMServerError
@@ -224,4 +225,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    return {"build": cmd_build, "embed": cmd_embed, "status": cmd_status, "show": cmd_show}[args.command](args)
+    try:
+        return {"build": cmd_build, "embed": cmd_embed, "status": cmd_status, "show": cmd_show}[args.command](args)
+    except (SettingError, ProfileStoreError) as e:  # a setting, a data file or the store: the message says which and the fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2

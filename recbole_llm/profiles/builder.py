@@ -146,7 +146,7 @@ class ProfileBuilder:
                                                all(set(i) <= {"id"} for i in r.get("items", ())) for r in self.records(kind).values())]
         if blank:
             raise IdsOnlyError(
-                f"dataset {self.settings.dataset} gives the profile writer nothing but ids for its {' and '.join(blank)}s: "
+                f"dataset {self.settings.dataset} gives the profile writer nothing but ids for its {' and '.join(k + 's' for k in blank)}: "
                 f"{describe_text_fields(self.settings)}. Profiles written from ids alone (\"Item i0b64ce.\") carry no "
                 "information to align with. Add such columns (or name them with the keys above), train the base model "
                 "(align: none), or accept id-only profiles with profile_missing: zero or mean."
