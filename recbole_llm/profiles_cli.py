@@ -175,14 +175,30 @@ def cmd_status(args):
             print(f"    failed {kind} {token}: {error}")
     complete = all(report[k]["done"] + report[k]["kept"] == report[k]["total"] for k in ("item", "user")) and report["split_matches"]
     if manifest:
-        try:  # the checks a training run makes of the store, exactly
+        complete = check_as_training(config, train, manifest) and complete
+    return 0 if complete else 1
+
+
+def check_as_training(config, train, manifest):
+    r"""Run the checks a training run makes of the store (the loader's own functions): each kind's
+    vector set first, so that every broken one is named, then the whole store for this run."""
+    store = ProfileStore(profile_settings(config).store_dir, config["dataset"])
+    problems = []
+    for kind in ("item", "user"):
+        try:
+            store.read_vectors(kind, require_seal=manifest.get("format_version", 1) >= 2)
+        except ProfileStoreError as e:
+            problems.append(str(e))
+    if not problems:
+        try:
             checked_profiles(config, train)
         except ProfileStoreError as e:
-            print(f"  training would refuse this store: {e}")
-            complete = False
-        else:
-            print("  vectors: whole and finite, one per profile, as training checks them")
-    return 0 if complete else 1
+            problems.append(str(e))
+    for problem in problems:
+        print(f"  training would refuse this store: {problem}")
+    if not problems:
+        print("  vectors: whole and finite, one per profile, as training checks them")
+    return not problems
 
 
 def cmd_show(args):

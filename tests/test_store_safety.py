@@ -24,7 +24,7 @@ from conftest import FIXTURES, REPO, tiny_config_dict, tiny_data
 from openai_server import OpenAIServer
 from recbole_llm import Config
 from recbole_llm import profiles_cli as cli
-from recbole_llm.build import make_builder, profile_settings
+from recbole_llm.build import profile_settings
 from recbole_llm.data.atomic import DatasetFileError, create_dataset
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.profiles.builder import IdsOnlyError, ProfileBuilder
