@@ -6,9 +6,10 @@ models only read the store (:mod:`recbole_llm.data.loader`). In a multi-process 
 and the other ranks wait for it, then read.
 
 A missing store is built with the configured writer and embedder. A store they wrote is brought up
-to date when something is missing or stale (nothing is touched when it is current). A store
-written by something else (another LLM, an import) is used as written if it was made for this
-training split, and refused otherwise.
+to date when something is missing or stale (nothing is touched when it is current; profiles paid
+for are never replaced, see docs/profiles-store.md). A store written by something else (another
+LLM, an import) is used as written if it was made for this training split, and refused otherwise.
+Under ``profile_missing: error`` a dataset that gives the writer nothing but ids is refused.
 """
 
 from logging import getLogger
@@ -33,9 +34,15 @@ def reads_profiles(config):
     return getattr(model_class, "reads_profiles", lambda _: False)(config)
 
 
+def make_builder(config, train_dataset, show_progress=None):
+    r"""The builder of ``config``'s store; under ``profile_missing: error`` it refuses to write
+    profiles that could say nothing but ids (:meth:`ProfileBuilder.check_text`)."""
+    return ProfileBuilder(profile_settings(config), train_dataset, show_progress, require_text=config["profile_missing"] == "error")
+
+
 def build_profiles(config, train_dataset, force=False, show_progress=None):
     r"""Build or complete the store of ``config`` for ``train_dataset``; returns the build summary."""
-    return ProfileBuilder(profile_settings(config), train_dataset, show_progress).build(force=force)
+    return make_builder(config, train_dataset, show_progress).build(force=force)
 
 
 def ensure_profiles(config, train_dataset):
@@ -62,14 +69,14 @@ def ensure_profiles(config, train_dataset):
 def _ensure(config, train_dataset):
     logger = getLogger()
     settings = profile_settings(config)
-    store = ProfileStore(settings.store_dir)
+    store = ProfileStore(settings.store_dir, settings.dataset)
+    builder = make_builder(config, train_dataset)
     if not store.exists():
         logger.info(f"No profile store at {store.path}: building it now (run `python -m recbole_llm.profiles build` to do this ahead).")
-        summary = ProfileBuilder(settings, train_dataset).build()
+        summary = builder.build()
         logger.info(f"Profile store built: {summary}")
         return
     manifest = store.read_manifest()
-    builder = ProfileBuilder(settings, train_dataset)
     if manifest.get("llm") == builder.backend.identity and manifest.get("embedder") == builder.embedder.identity:
         work = builder.pending()
         if work:

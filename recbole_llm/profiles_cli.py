@@ -2,7 +2,8 @@ r"""The profile store command line (an entry point), run as ``python -m recbole_
 
     python -m recbole_llm.profiles build  --dataset=ml-100k [--config_files="a.yaml b.yaml"] [--model=LightGCN]
                                           [--llm=template|openai|hf] [--llm_model=...] [--embedder=...]
-                                          [--force] [--limit N] [--dry-run] [--KEY=VALUE ...]
+                                          [--rewrite | --force] [--yes] [--limit N] [--dry-run] [--KEY=VALUE ...]
+    python -m recbole_llm.profiles embed  --dataset=ml-100k [--embedder=...] [--rewrite]
     python -m recbole_llm.profiles status --dataset=ml-100k [...]
     python -m recbole_llm.profiles show   --dataset=ml-100k --user=<raw id> | --item=<raw id>
 
@@ -11,20 +12,30 @@ user profiles see exactly the interactions that run trains on. Any RecBole or pl
 given as ``--KEY=VALUE`` (``--llm_base_url=...``, ``--llm_concurrency=32``, ``--profile_dir=...``).
 ``--limit N`` writes at most N profiles per kind; ``--dry-run`` prints sample prompts, the number of
 requests and the estimated prompt tokens, and sends nothing.
+
+A build writes what is missing and never replaces a profile paid for (an LLM's, an import's):
+``--rewrite`` replaces the stale ones (written for another prompt or by another writer),
+``--force`` every one; both say how many and how many requests that costs before they start, and
+ask for confirmation on a terminal (``--yes`` skips the question). ``embed`` recomputes vectors
+from the stored texts (torn, NaN, missing; ``--rewrite``: all, with the configured embedder) and
+sends no LLM request. ``status`` runs the checks a training run makes of the store.
+See docs/profiles-store.md.
 """
 
 import argparse
 import json
 import sys
 
-from recbole.data import create_dataset
 from recbole.utils import init_logger, init_seed
 
-from recbole_llm.build import profile_settings
+from recbole_llm.build import make_builder, profile_settings
+from recbole_llm.checks import SettingError
 from recbole_llm.config import Config
-from recbole_llm.profiles.builder import ProfileBuilder
+from recbole_llm.data.atomic import create_dataset
+from recbole_llm.data.loader import checked_profiles
+from recbole_llm.profiles.builder import FREE_WRITERS
 from recbole_llm.profiles.openai_api import LLMServerError
-from recbole_llm.profiles.store import ProfileStore
+from recbole_llm.profiles.store import ProfileStore, ProfileStoreError
 
 
 def make_config(args):
@@ -49,19 +60,58 @@ def training_split(args):
 def cmd_build(args):
     config, train = training_split(args)
     settings = profile_settings(config)
-    builder = ProfileBuilder(settings, train)
+    builder = make_builder(config, train)
     if args.dry_run:
         print_preview(builder.preview(limit=args.limit))
         return 0
+    if (args.force or args.rewrite) and not confirm_replacements(builder, args):
+        print("nothing replaced: the build was not confirmed", file=sys.stderr)
+        return 1
     try:
-        summary = builder.build(force=args.force, limit=args.limit)
-    except LLMServerError as e:  # wrong key, model or URL: the message says which setting to check
+        summary = builder.build(force=args.force, limit=args.limit, rewrite=args.rewrite)
+    except LLMServerError as e:  # wrong key, model or URL, or an unreachable server: the message says what to do
         print(f"profile build stopped: {e}", file=sys.stderr)
+        return 2
+    except ProfileStoreError as e:  # another writer's build holds the store, another embedder, ids only
+        print(f"profile build refused: {e}", file=sys.stderr)
         return 2
     print(f"profile store {settings.store_dir}: {json.dumps(summary)}")
     print(describe_summary(summary))
     failed = sum(summary["failed"].values())
     return 1 if failed else 0
+
+
+def confirm_replacements(builder, args):
+    r"""Say what ``--force``/``--rewrite`` replaces and what it costs; on a terminal, ask (unless ``--yes``)."""
+    report = builder.replacements(force=args.force, rewrite=args.rewrite)
+    flag = "--force" if args.force else "--rewrite"
+    parts = []
+    for kind, r in report["kinds"].items():
+        writers = ", ".join(f"{n} by {w}" for w, n in sorted(r["by_writer"].items()))
+        parts.append(f"{r['replaced']} {kind} profiles" + (f" ({writers})" if writers else ""))
+    writer = report["writer"]
+    cost = "no requests (the template writer)" if writer in FREE_WRITERS else f"{report['requests']} requests to {writer} (plus retries)"
+    print(f"{flag} replaces {' and '.join(parts)} with profiles written by {writer}: {cost}, besides what is missing.")
+    if report["embedder_change"]:
+        print(f"{flag} also re-embeds every profile with {report['embedder_change'][1]} (the vectors were made by {report['embedder_change'][0]}).")
+    if sum(r["replaced"] for r in report["kinds"].values()) == 0 and not report["embedder_change"]:
+        return True
+    if args.yes or not sys.stdin.isatty():
+        return True
+    answer = input("Replace them? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_embed(args):
+    config, train = training_split(args)
+    settings = profile_settings(config)
+    try:
+        embedded = make_builder(config, train).embed(rewrite=args.rewrite)
+    except ProfileStoreError as e:
+        print(f"embedding refused: {e}", file=sys.stderr)
+        return 2
+    print(f"profile store {settings.store_dir}: embedded {json.dumps(embedded)} texts; no profile was requested")
+    return 0
 
 
 def describe_summary(summary):
@@ -103,7 +153,7 @@ def print_preview(report):
 def cmd_status(args):
     config, train = training_split(args)
     settings = profile_settings(config)
-    report = ProfileBuilder(settings, train, show_progress=False).status()
+    report = make_builder(config, train, show_progress=False).status()
     manifest = report.pop("manifest")
     print(f"profile store {settings.store_dir}")
     if manifest:
@@ -113,14 +163,42 @@ def cmd_status(args):
         print("  no manifest: nothing built yet")
     for kind in ("item", "user"):
         r = report[kind]
+        kept = ""
+        if r["kept"]:
+            writers = ", ".join(f"{n} by {w}" for w, n in sorted(r["kept_by"].items()))
+            kept = f" ({r['kept']} of them kept: written for another prompt or writer ({writers}); --rewrite replaces them)"
         print(
-            f"  {kind}: {r['done']}/{r['total']} done, {r['failed']} failed, {r['stale']} stale, {r['missing']} missing"
+            f"  {kind}: {r['done'] + r['kept']}/{r['total']} done{kept}, {r['failed']} failed, {r['stale']} stale, {r['missing']} missing"
             + (f" (e.g. {r['examples']})" if r["examples"] else "")
         )
         for token, error in r["errors"].items():
             print(f"    failed {kind} {token}: {error}")
-    complete = all(report[k]["done"] == report[k]["total"] for k in ("item", "user")) and report["split_matches"]
+    complete = all(report[k]["done"] + report[k]["kept"] == report[k]["total"] for k in ("item", "user")) and report["split_matches"]
+    if manifest:
+        complete = check_as_training(config, train, manifest) and complete
     return 0 if complete else 1
+
+
+def check_as_training(config, train, manifest):
+    r"""Run the checks a training run makes of the store (the loader's own functions): each kind's
+    vector set first, so that every broken one is named, then the whole store for this run."""
+    store = ProfileStore(profile_settings(config).store_dir, config["dataset"])
+    problems = []
+    for kind in ("item", "user"):
+        try:
+            store.read_vectors(kind, require_seal=manifest.get("format_version", 1) >= 2)
+        except ProfileStoreError as e:
+            problems.append(str(e))
+    if not problems:
+        try:
+            checked_profiles(config, train)
+        except ProfileStoreError as e:
+            problems.append(str(e))
+    for problem in problems:
+        print(f"  training would refuse this store: {problem}")
+    if not problems:
+        print("  vectors: whole and finite, one per profile, as training checks them")
+    return not problems
 
 
 def cmd_show(args):
@@ -143,12 +221,15 @@ def parse_args(argv=None):
     r"""The command's own options; ``recbole_args`` holds the rest, the ``--KEY=VALUE`` for RecBole."""
     parser = argparse.ArgumentParser(prog="python -m recbole_llm.profiles", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("command", choices=["build", "status", "show"])
+    parser.add_argument("command", choices=["build", "embed", "status", "show"])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--model", "-m", default="LightGCN", help="model whose config the split is built with")
     parser.add_argument("--config_files", default=None, help="space-separated config files")
     parser.add_argument("--llm", choices=["template", "openai", "hf"], default=None, help="profile writer (sets llm_backend)")
-    parser.add_argument("--force", action="store_true", help="regenerate and re-embed everything")
+    parser.add_argument("--force", action="store_true", help="write and embed every profile again (says how many, and asks on a terminal)")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="also replace kept profiles (paid for, written for another prompt or writer) and re-embed with another embedder")
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask before --force/--rewrite replaces profiles")
     parser.add_argument("--limit", type=int, default=None, help="write at most N profiles of each kind in this run")
     parser.add_argument("--dry-run", action="store_true", help="print sample prompts, request count and estimated tokens; send nothing")
     parser.add_argument("--user", default=None)
@@ -160,4 +241,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    return {"build": cmd_build, "status": cmd_status, "show": cmd_show}[args.command](args)
+    try:
+        return {"build": cmd_build, "embed": cmd_embed, "status": cmd_status, "show": cmd_show}[args.command](args)
+    except (SettingError, ProfileStoreError) as e:  # a setting, a data file or the store: the message says which and the fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -19,7 +19,8 @@ Faults are consumed in the order requests arrive, one per request of that endpoi
 - ``fenced``: the answer JSON inside a code fence, followed by chatter.
 
 With ``echo_key=True`` error bodies repeat the key the request sent (as some servers do, masked or
-not), so a client that logs or stores server errors verbatim leaks it. ``peak_in_flight`` is the
+not), so a client that logs or stores server errors verbatim leaks it; ``echo_offset`` puts that
+many characters of text before it (a key across a client's cut of long messages). ``peak_in_flight`` is the
 most requests the server was answering at once.
 
 The fake model can be prompt-injected on purpose: it obeys the line "IGNORE PREVIOUS INSTRUCTIONS"
@@ -74,8 +75,8 @@ def fake_vector(text, dim):
 class OpenAIServer:
     r"""The server, its scripted faults, and a log of every request it received."""
 
-    def __init__(self, api_key=None, latency=0.0, dim=8, retry_after="0.3", hang_seconds=5.0, echo_key=False):
-        self.api_key, self.latency, self.dim, self.echo_key = api_key, latency, dim, echo_key
+    def __init__(self, api_key=None, latency=0.0, dim=8, retry_after="0.3", hang_seconds=5.0, echo_key=False, echo_offset=0):
+        self.api_key, self.latency, self.dim, self.echo_key, self.echo_offset = api_key, latency, dim, echo_key, echo_offset
         self.retry_after, self.hang_seconds = retry_after, hang_seconds
         self.faults = {"chat": deque(), "embeddings": deque()}
         self.requests = []  # dicts: endpoint, fault, time, authorized, body
@@ -159,6 +160,9 @@ class OpenAIHandler(BaseHTTPRequestHandler):
             owner.requests.append({"endpoint": endpoint, "fault": fault, "time": time.time(), "authorized": authorized, "body": body})
         sent_key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         echo = f" (request key: {sent_key})" if owner.echo_key else ""
+        internal = f"internal error{echo}"
+        if owner.echo_key and owner.echo_offset:  # the key starts at character echo_offset of the message
+            internal = f"{'x' * owner.echo_offset}{sent_key} is the request key"
         if not authorized:
             return self._send(401, {"error": {"message": f"Incorrect API key provided{echo}.", "type": "invalid_request_error"}})
         if owner.latency:
@@ -166,7 +170,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         if fault == "429":
             return self._send(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": owner.retry_after})
         if fault == "500":
-            return self._send(500, {"error": {"message": f"internal error{echo}"}})
+            return self._send(500, {"error": {"message": internal}})
         if fault == "hang":
             owner.stopping.wait(owner.hang_seconds)
             return self._drop()

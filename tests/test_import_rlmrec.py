@@ -250,6 +250,7 @@ def test_texts_without_vectors_are_embedded(tmp_path, monkeypatch):
         return np.array([[len(t), t.count("e"), 1.0] for t in texts], dtype=np.float32)
 
     monkeypatch.setattr(embedders.SentenceTransformerEmbedder, "embed", fake_embed)
+    monkeypatch.setattr(embedders.SentenceTransformerEmbedder, "dim", property(lambda self: 3))  # loads nothing
     src = write_folder(tmp_path / "src", vectors=False)
     profiles = load_pickle(os.path.join(src, "itm_prf.pkl"))
     del profiles[1]  # a failed generation RLMRec dropped
@@ -445,3 +446,25 @@ def test_model_property_file(dataset, name):
         assert config["layer_combination"] == "sum"  # RLMRec's LightGCN
     if "align" in keys:
         assert name.endswith(config["align"])
+
+
+def test_force_with_a_bad_embedder_keeps_the_old_store(tmp_path):
+    r"""Issue 16.8: --force used to clear the old store before loading --embedder; a name that does
+    not load then ended in a traceback with only .lock left."""
+    src = write_folder(tmp_path / "src")
+    argv = [src, "--name", NAME, "--out", str(tmp_path / "data"), "--profile-dir", str(tmp_path / "profiles")]
+    assert main(argv) == 0
+    store = ProfileStore(tmp_path / "profiles")
+    before = {kind: store.read_vectors(kind) for kind in ("user", "item")}
+    for name in ("usr_emb_np.pkl", "itm_emb_np.pkl"):  # texts only: the import must embed them
+        os.remove(os.path.join(src, name))
+    result = subprocess.run(
+        [sys.executable, "-m", "recbole_llm.data.import_rlmrec", *argv, "--force", f"--embedder={tmp_path / 'no-such-model'}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--embedder" in result.stderr and "no-such-model" in result.stderr and "Nothing was written or removed" in result.stderr
+    assert store.read_manifest()["llm"] == "rlmrec-import"
+    for kind, (ids, vectors, shas) in before.items():
+        after = store.read_vectors(kind)
+        assert after[0] == ids and np.array_equal(after[1], vectors) and after[2] == shas

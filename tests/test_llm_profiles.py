@@ -236,14 +236,17 @@ def test_failures_are_recorded_then_retried_and_item_changes_make_users_stale(se
     out = capsys.readouterr().out
     assert f"item: {N_ITEMS - 3}/{N_ITEMS} done, 3 failed, 0 stale, 0 missing" in out and "HTTP 500" in out
     failed_items = set(status["item"]["errors"])
-    # User prompts describe their items by the items' profiles: the users of the failed items
-    # are stale once those profiles exist; nobody else is redone.
+    # User prompts describe their items by the items' profiles: once the failed items are written,
+    # their users' prompts change. Those user profiles were paid for: kept, until --rewrite.
     affected = {u for u, r in b.records("user").items() if failed_items & {i["id"] for i in r["items"]}}
     again = b.build()
-    assert again["generated"] == {"item": 3, "user": len(affected)} and 0 < len(affected) < N_USERS
-    assert again["failed"] == {"item": 0, "user": 0}
+    assert again["generated"] == {"item": 3, "user": 0} and 0 < len(affected) < N_USERS
+    assert again["failed"] == {"item": 0, "user": 0} and again["kept"] == {"item": 0, "user": len(affected)}
     assert not os.path.exists(b.store.file("item_failed.jsonl"))
-    assert b.status()["item"]["failed"] == 0
+    status = b.status()
+    assert status["item"]["failed"] == 0 and status["user"]["kept"] == len(affected) and status["user"]["stale"] == 0
+    rewritten = b.build(rewrite=True)
+    assert rewritten["generated"] == {"item": 0, "user": len(affected)} and b.status()["user"]["kept"] == 0
 
 
 def test_stale_detection_for_template_model_and_item_profile_changes(server, tmp_path):
@@ -254,17 +257,19 @@ def test_stale_detection_for_template_model_and_item_profile_changes(server, tmp
     own.write_text(open(os.path.join(PROMPTS_DIR, "generic", "item.txt")).read() + "\nBe concise.\n")
     edited = builder(tmp_path, **llm_config(server, llm_prompt_item_file=str(own)))
     status = edited.status()
-    assert (status["item"]["stale"], status["user"]["stale"]) == (N_ITEMS, 0)
-    # One item's profile text changes: exactly the users whose prompt shows it become stale.
+    # Paid-for profiles of another prompt are kept (replaced only by --rewrite), not stale.
+    assert (status["item"]["kept"], status["item"]["stale"], status["user"]["kept"]) == (N_ITEMS, 0, 0)
+    # One item's profile text changes: exactly the users whose prompt shows it are out of date.
     store = ProfileStore(b.store.path)
     item, record = next(iter(store.read_records("item").items()))
     store.append("item", {**record, "profile": "Changed by hand."})
     users = {u for u, r in b.records("user").items() if item in {i["id"] for i in r["items"]}}
     status = b.status()
-    assert status["item"]["stale"] == 0 and status["user"]["stale"] == len(users) > 0
-    # Another model wrote them: all stale.
+    assert status["item"]["kept"] == 0 and status["user"]["kept"] == len(users) > 0
+    # Another model wrote them: all kept, by that model.
     other = builder(tmp_path, **llm_config(server, llm_model="other-llm")).status()
-    assert other["item"]["stale"] == N_ITEMS and other["user"]["stale"] == N_USERS
+    assert other["item"]["kept"] == N_ITEMS and other["user"]["kept"] == N_USERS
+    assert other["item"]["kept_by"] == {"openai:fake-llm": N_ITEMS}
 
 
 def test_prompt_injection_in_item_text_keeps_the_answer_format(server, tmp_path):

@@ -1,5 +1,6 @@
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -109,7 +110,12 @@ def test_rows_not_matching_ids_is_an_error(train, tmp_path):
     config, dataset = train
     store = write_store(tmp_path / "store", dataset)
     np.save(store.file("item.npy"), np.zeros((3, 5), np.float32))
-    with pytest.raises(ProfileStoreError, match=r"item.npy: shape \(3, 5\) does not match"):
+    with pytest.raises(ProfileStoreError, match=r"item.npy do\(es\) not match .*item_vectors.json.*no LLM request.*profiles embed --dataset=tiny"):
+        profile_tensors(config, dataset)
+    # A format-1 store (no seals) is still read, with the shape checked.
+    store.write_manifest({**store.read_manifest(), "format_version": 1})
+    os.remove(store.kind_file("item", "seal"))
+    with pytest.raises(ProfileStoreError, match=r"item.npy: shape \(3, 5\) does not match the \d+ ids.*profiles embed"):
         profile_tensors(config, dataset)
 
 

@@ -344,7 +344,10 @@ def write_store(store_dir, manifest, kinds):
     from recbole_llm.profiles.store import ProfileStore, text_sha
 
     store = ProfileStore(store_dir)
-    with store.lock():
+    with store.lock(writer=PROFILE_SOURCE):
+        # Cleared only now, with the new store computed: a failure before this point (a bad
+        # --embedder, an unreadable file) leaves the old store as it was.
+        store.clear()
         for kind, (tokens, vectors, texts) in kinds.items():
             records = {
                 token: {"id": token, "profile": profile, "reasoning": reasoning, "source": PROFILE_SOURCE, "prompt_sha": None}
@@ -352,15 +355,30 @@ def write_store(store_dir, manifest, kinds):
             }
             store.rewrite_records(kind, records)
             shas = [text_sha(texts[t][0]) if t in texts else "" for t in tokens]
-            store.write_vectors(kind, tokens, vectors, shas)
+            store.write_vectors(kind, tokens, vectors, shas, embedder=manifest["embedder"])
         store.write_manifest(manifest)
     return store
 
 
-def _embed_texts(texts, embedder_name, logger):
+def _load_embedder(embedder_name):
+    r"""The sentence-transformers embedder, loaded now: a name that is not one fails here, before
+    anything is written or removed."""
     from recbole_llm.profiles.embedders import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(embedder_name)
+    try:
+        embedder.dim
+    except Exception as e:  # noqa: BLE001 (sentence-transformers and the hub raise many types)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise RLMRecImportError(
+            f"--embedder {embedder.name!r}: cannot load this sentence-transformers model ({type(e).__name__}: {first}). "
+            "Nothing was written or removed; give a model name or local path that loads, or leave --embedder out "
+            "for the bundled all-MiniLM-L6-v2."
+        ) from None
+    return embedder
+
+
+def _embed_texts(texts, embedder, logger):
     vectors = {}
     for kind in ("user", "item"):
         logger.info(f"Embedding {len(texts[kind])} {kind} profiles with {embedder.identity}")
@@ -404,6 +422,7 @@ def import_rlmrec(src, name, out, profile_dir=None, embedder=None, force=False, 
         tokens[kind], mappers[kind] = id_tokens(src, kind, n[kind], explicit)
     texts, vectors = read_semantics(src, n)
     to_embed = _texts_to_embed(src, texts, vectors)
+    embedder = _load_embedder(embedder) if to_embed else None
 
     write_benchmark(dataset_dir, name, split, tokens)
     datasets = recbole_split(out, name)
@@ -419,10 +438,6 @@ def import_rlmrec(src, name, out, profile_dir=None, embedder=None, force=False, 
         "profile_dir": None,
     }
 
-    if force:
-        from recbole_llm.profiles.store import ProfileStore
-
-        ProfileStore(store_dir).clear()
     embedder_identity = f"{LLM_IDENTITY}:{os.path.abspath(src)}"
     if to_embed:
         for kind in ("user", "item"):
@@ -432,6 +447,11 @@ def import_rlmrec(src, name, out, profile_dir=None, embedder=None, force=False, 
         vectors = _expand_embedded(embedded, texts, n)
     elif vectors["user"] is None:
         logger.info(f"{src} has no profiles or vectors: no profile store written")
+        if force:  # everything that can fail has run: the old store, for the old data, goes
+            from recbole_llm.profiles.store import ProfileStore
+
+            with ProfileStore(store_dir).lock(writer=PROFILE_SOURCE) as store:
+                store.clear()
         return summary
 
     recbole_tokens = {k: train.field2token_id[FIELDS[k]] for k in ("user", "item")}

@@ -17,31 +17,40 @@ import numpy as np
 import torch
 
 from recbole_llm.profiles.records import split_fingerprint
-from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, store_dir
-
-BUILD_COMMAND = "python -m recbole_llm.profiles build --dataset={dataset}"
+from recbole_llm.profiles.store import BUILD_COMMAND, EMBED_COMMAND, ProfileStore, ProfileStoreError, store_dir
 
 
 def profile_tensors(config, train_dataset):
     r"""Return (user_profile [n_users, d], item_profile [n_items, d]) float32 tensors for the run."""
+    user, item, store = checked_profiles(config, train_dataset)
+    if config["profile_reduce_dim"] is not None:
+        user, item = reduce_profiles(user, item, config["profile_reduce_dim"], store.path)
+    return torch.from_numpy(user), torch.from_numpy(item)
+
+
+def checked_profiles(config, train_dataset):
+    r"""(user table, item table, store): every check training makes of the store, in one place
+    (``profiles status`` runs it too): the store exists and was made for this split; each kind's
+    vector set is whole (sealed), finite, without duplicate ids and one row per id; its ids are the
+    dataset's; both kinds and the manifest agree on the dimension; ``profile_missing`` holds."""
     store = read_store(config, train_dataset)
     policy = config["profile_missing"]
-    user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy)
-    item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy)
+    require_seal = store.read_manifest().get("format_version", 1) >= 2
+    user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy, require_seal)
+    item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy, require_seal)
+    reembed = store.command(EMBED_COMMAND)
     if user.shape[1] != item.shape[1]:
         raise ProfileStoreError(
             f"{store.file('user.npy')} has dim {user.shape[1]} but {store.file('item.npy')} has dim {item.shape[1]}: "
-            "both must come from the same embedder. Rebuild with `python -m recbole_llm.profiles build --force`."
+            f"both must come from the same embedder. Re-embed both kinds with one embedder, with no LLM request: `{reembed} --rewrite`."
         )
     manifest_dim = store.read_manifest().get("dim")
     if manifest_dim is not None and manifest_dim != user.shape[1]:
         raise ProfileStoreError(
             f"{store.file('manifest.json')} says dim {manifest_dim}, the vectors have {user.shape[1]}. "
-            "Rebuild with `python -m recbole_llm.profiles build --force`."
+            f"Write the manifest again, with no LLM request: `{reembed}`."
         )
-    if config["profile_reduce_dim"] is not None:
-        user, item = reduce_profiles(user, item, config["profile_reduce_dim"], store.path)
-    return torch.from_numpy(user), torch.from_numpy(item)
+    return user, item, store
 
 
 def reduce_profiles(user, item, dim, source):
@@ -71,7 +80,7 @@ def reduce_profiles(user, item, dim, source):
 
 def read_store(config, train_dataset):
     r"""The run's store, checked to exist and to be made for this run's training split."""
-    store = ProfileStore(store_dir(config["profile_dir"], config["dataset"]))
+    store = ProfileStore(store_dir(config["profile_dir"], config["dataset"]), config["dataset"])
     build = BUILD_COMMAND.format(dataset=config["dataset"]) + " (with this run's config files and keys)"
     if not store.exists():
         raise ProfileStoreError(
@@ -87,9 +96,9 @@ def read_store(config, train_dataset):
     return store
 
 
-def _aligned(store, kind, dataset, field, policy):
-    ids, vectors, _ = store.read_vectors(kind)
-    npy, ids_file = store.kind_file(kind, "vectors"), store.kind_file(kind, "ids")
+def _aligned(store, kind, dataset, field, policy, require_seal=True):
+    ids, vectors, _ = store.read_vectors(kind, require_seal=require_seal)
+    ids_file = store.kind_file(kind, "ids")
     token2id = dataset.field2token_id[field]
     internal = np.fromiter((token2id.get(t, -1) for t in ids), dtype=np.int64, count=len(ids))
     extra = [t for t, i in zip(ids, internal) if i <= 0]
@@ -98,15 +107,6 @@ def _aligned(store, kind, dataset, field, policy):
             f"{ids_file}: {len(extra)} {kind} ids are not in dataset {dataset.dataset_name} "
             f"after filtering (e.g. {extra[:5]}). The store was built for other data or filtering: rebuild it with "
             f"`python -m recbole_llm.profiles build --dataset={dataset.dataset_name} --force` or set profile_dir."
-        )
-    if len(set(internal.tolist())) != len(internal):
-        raise ProfileStoreError(f"{ids_file}: duplicate ids. Rebuild the store with --force.")
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        bad = [ids[r] for r in np.flatnonzero(~finite)]
-        raise ProfileStoreError(
-            f"{npy}: {len(bad)} {kind} rows hold NaN or inf (ids e.g. {bad[:5]}). Re-embed them with "
-            "`python -m recbole_llm.profiles build --force`."
         )
     n = dataset.num(field)
     table = np.zeros((n, vectors.shape[1]), dtype=np.float32)

@@ -19,6 +19,7 @@ from recbole_llm.profiles.openai_api import (
     RetryPolicy,
     call_with_retries,
     describe_error,
+    error_text,
     make_client,
 )
 from recbole_llm.profiles.prompts import PromptTemplates, decode_prompt, encode_prompt, parse_answer
@@ -131,7 +132,7 @@ class OpenAIBackend(LLMBackend):
             try:
                 return self.answer(text)
             except ValueError as e:
-                problem = str(e)
+                problem = error_text(e, self.settings)
         return ProfileResult(profile=None, error=f"unparseable answer after {self.parse_retries + 1} tries: {problem}")
 
     def _complete(self, client, messages, attempt):
@@ -210,14 +211,14 @@ class HFBackend(LLMBackend):
             except Exception as error:  # noqa: BLE001 (e.g. a prompt longer than the model's context)
                 self.logger.warning(f"generation failed for a batch of {len(batch)} prompts: {error}")
                 for index, _ in batch:
-                    yield index, ProfileResult(profile=None, error=f"{type(error).__name__}: {str(error)[:200]}")
+                    yield index, ProfileResult(profile=None, error=error_text(f"{type(error).__name__}: {error}", self.settings))
                 return
             unparsed = []
             for (index, text), answer in zip(batch, answers):
                 try:
                     yield index, self.answer(answer)
                 except ValueError as e:
-                    problems[index] = str(e)
+                    problems[index] = error_text(e, self.settings)
                     unparsed.append((index, text))
             batch = unparsed
             if not batch:

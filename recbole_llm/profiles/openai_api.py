@@ -29,6 +29,30 @@ class LLMServerError(RuntimeError):
     r"""The server refuses every request (wrong key, model or URL): stop instead of failing each profile."""
 
 
+class ServerUnreachable(LLMServerError):
+    r"""``llm_max_connection_failures`` requests in a row could not reach the server: stop the build."""
+
+
+class ConnectionBreaker:
+    r"""Counts requests in a row, over all request threads, that could not reach the server
+    (refused, dropped, timed out); any answer from the server resets it. ``limit`` 0 never trips."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def reached(self):
+        with self._lock:
+            self.failures = 0
+
+    def unreachable(self):
+        r"""Count one failure; whether the limit is now reached."""
+        with self._lock:
+            self.failures += 1
+            return bool(self.limit) and self.failures >= self.limit
+
+
 class MalformedResponse(ValueError):
     r"""The server answered 200 but not with the response the protocol promises (retryable)."""
 
@@ -42,10 +66,12 @@ class RetryPolicy:
     max_retries: int = 5
     backoff_base: float = 1.0
     stop: threading.Event = field(default_factory=threading.Event)
+    breaker: ConnectionBreaker = field(default_factory=lambda: ConnectionBreaker(0))
 
     @classmethod
     def from_settings(cls, settings):
-        return cls(max_retries=settings.llm_max_retries, backoff_base=settings.llm_backoff_base)
+        return cls(max_retries=settings.llm_max_retries, backoff_base=settings.llm_backoff_base,
+                   breaker=ConnectionBreaker(settings.llm_max_connection_failures))
 
     def delay(self, attempt, retry_after=None):
         r"""Seconds to wait before retry ``attempt`` (0-based): the server's Retry-After when it sent
@@ -73,10 +99,22 @@ def make_client(settings):
     return openai.OpenAI(api_key=key or NO_KEY, base_url=base_url, timeout=settings.llm_timeout, max_retries=0)
 
 
+MAX_ERROR_CHARS = 200  # of a server's error message, in records and logs
+
+
 def redact(text, settings):
-    r"""``text`` with the API key (if any) replaced by ``***``."""
+    r"""``text`` with the API key (if any) replaced by ``***``. Mask BEFORE any cut: a key cut in
+    two by a truncation would no longer match, and its visible part would leak."""
     key = api_key_from_env(settings)
     return text.replace(key, "***") if key else text
+
+
+def error_text(text, settings, limit=MAX_ERROR_CHARS):
+    r"""The first line of ``text``, key masked first, then cut to ``limit`` characters: the one way
+    an error becomes text in this package (records, logs, messages)."""
+    lines = redact(str(text), settings).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[:limit] + "..."
 
 
 def describe_error(error, settings):
@@ -84,9 +122,9 @@ def describe_error(error, settings):
     status = getattr(error, "status_code", None)
     body = getattr(error, "body", None)
     message = body.get("message") if isinstance(body, dict) and isinstance(body.get("message"), str) else None
-    message = str(message or getattr(error, "message", None) or error).strip().splitlines()
+    message = error_text(message or getattr(error, "message", None) or error, settings)
     head = f"HTTP {status}" if status is not None else type(error).__name__
-    return redact(f"{head}: {message[0][:200]}" if message else head, settings)
+    return f"{head}: {message}" if message else head
 
 
 def retry_after_seconds(error):
@@ -121,8 +159,10 @@ def is_retryable(error):
 def call_with_retries(request, policy, settings, on_retry=None):
     r"""Return ``request()``, retrying transient failures up to ``policy.max_retries`` times.
 
-    A fatal status (401/403/404) raises :class:`LLMServerError`; any other non-retryable error, or
-    the last transient one, is re-raised as is (the caller records it with :func:`describe_error`).
+    A fatal status (401/403/404) raises :class:`LLMServerError`; ``llm_max_connection_failures``
+    attempts in a row (over all threads) that do not reach the server raise :class:`ServerUnreachable`;
+    any other non-retryable error, or the last transient one, is re-raised as is (the caller records
+    it with :func:`describe_error`).
     """
     import openai
 
@@ -130,8 +170,18 @@ def call_with_retries(request, policy, settings, on_retry=None):
         if policy.stop.is_set():
             raise Cancelled("stopping")
         try:
-            return request()
+            result = request()
         except Exception as error:  # noqa: BLE001 (classified below; the unknown ones re-raised)
+            if isinstance(error, openai.APIConnectionError):
+                if policy.breaker.unreachable():
+                    raise ServerUnreachable(
+                        f"{policy.breaker.limit} requests in a row could not reach {settings.llm_base_url or 'api.openai.com'} "
+                        f"(last: {describe_error(error, settings)}), so the build stopped (llm_max_connection_failures="
+                        f"{policy.breaker.limit}). Every profile written so far is kept: once the server answers, run the "
+                        "same command again and the build resumes where it stopped."
+                    ) from None
+            else:
+                policy.breaker.reached()  # the server answered, if not as hoped
             if isinstance(error, openai.APIStatusError) and error.status_code in FATAL_STATUS:
                 raise LLMServerError(
                     f"{settings.llm_base_url or 'api.openai.com'} refused the request ({describe_error(error, settings)}). "
@@ -144,4 +194,7 @@ def call_with_retries(request, policy, settings, on_retry=None):
                 on_retry(error)
             if policy.stop.wait(policy.delay(attempt, retry_after_seconds(error))):
                 raise Cancelled("stopping") from None
+        else:
+            policy.breaker.reached()
+            return result
     raise AssertionError("unreachable")

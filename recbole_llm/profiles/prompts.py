@@ -148,4 +148,4 @@ def parse_answer(text):
                     raise ValueError(f"the model could not summarise ({answer['summarization']!r})")
                 reasoning = answer.get("reasoning")
                 return summary, reasoning.strip() if isinstance(reasoning, str) else None
-    raise ValueError(f"no JSON object with a 'summarization' string in the answer: {text[:200]!r}")
+    raise ValueError(f"no JSON object with a 'summarization' string in the answer: {text!r}")  # cut by the caller, after masking

@@ -117,6 +117,20 @@ def item_records(settings, dataset):
     return records
 
 
+def describe_text_fields(settings):
+    r"""Where the profile writer looks for text, and the keys that choose it (for error messages)."""
+    item = os.path.join(settings.data_path, f"{settings.dataset}.item")
+    user = os.path.join(settings.data_path, f"{settings.dataset}.user")
+    return (
+        f"it looked in {item}{'' if os.path.isfile(item) else ' (no such file)'} for a title (a column named like "
+        f"{'/'.join(TITLE_HINTS)}, or the key profile_title_field), categories (token_seq columns named like "
+        f"{'/'.join(CATEGORY_HINTS)}, or profile_category_fields) and any other attribute column; in the .inter file for "
+        f"reviews (a column named like {'/'.join(REVIEW_HINTS)}, or profile_review_field); and in "
+        f"{user}{'' if os.path.isfile(user) else ' (no such file)'} for user features ({'/'.join(USER_FEATURES)}, or "
+        "profile_user_fields), and found none"
+    )
+
+
 def _inter_files(settings):
     parts = settings.benchmark_filename
     names = [f"{settings.dataset}.{p}.inter" for p in parts] if parts else [f"{settings.dataset}.inter"]

@@ -52,6 +52,7 @@ class ProfileSettings:
     llm_concurrency: int = _setting(8, integer(minimum=1))
     llm_max_retries: int = _setting(5, integer(minimum=0))
     llm_timeout: float = _setting(60.0, number(minimum=0, open_minimum=True))
+    llm_max_connection_failures: int = _setting(5, integer(minimum=0))
     llm_backoff_base: float = _setting(1.0, number(minimum=0))
     llm_parse_retries: int = _setting(2, integer(minimum=0))
     llm_max_tokens: Optional[int] = _setting(600, optional(integer(minimum=1)))
