@@ -165,6 +165,8 @@ class ProfileBuilder:
                         "source": self.backend.identity,
                         "prompt_sha": sha,
                     }
+                    if result.unparsed is not None:  # llm_unparsed: keep_raw
+                        record["unparsed"] = result.unparsed
                     self.store.append(kind, record)
                     succeeded.add(token)
                     done += 1

@@ -14,7 +14,9 @@ from typing import List, Optional
 from recbole_llm.checks import boolean, check, choice, integer, number, optional, text, text_list
 from recbole_llm.profiles.store import store_dir
 
-LLM_BACKENDS = ("template", "openai", "hf")
+LLM_BACKENDS = ("template", "openai", "openai-batch", "hf")
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+UNPARSED_CHOICES = ("fail", "keep_raw")
 PROMPT_PRESETS = ("movies", "books", "businesses", "games", "generic")
 
 
@@ -61,6 +63,8 @@ class ProfileSettings:
     llm_prompt_item_file: Optional[str] = _setting(None, optional(text()))
     llm_prompt_user_file: Optional[str] = _setting(None, optional(text()))
     llm_prompt_token_budget: int = _setting(2000, integer(minimum=1))
+    llm_response_format: str = _setting("json_schema", choice(*RESPONSE_FORMATS))
+    llm_unparsed: str = _setting("fail", choice(*UNPARSED_CHOICES))
     # Who embeds it.
     embedder: Optional[str] = _setting(None, optional(text()))
     embed_batch_size: int = _setting(64, integer(minimum=1))
