@@ -140,6 +140,8 @@ def cmd_show(args):
         print(f"no {kind} profile for raw id {token!r} in {store_dir}", file=sys.stderr)
         return 1
     print(f"{kind} {token} ({record['source']}):\n{record['profile']}")
+    if record.get("unparsed"):  # llm_unparsed: keep_raw
+        print(f"\n(kept raw, unparsed: {record['unparsed']})")
     if record.get("reasoning"):
         print(f"\nreasoning: {record['reasoning']}")
     return 0

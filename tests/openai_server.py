@@ -2,8 +2,11 @@ r"""A real HTTP server on 127.0.0.1 that speaks the OpenAI protocol, with script
 
 ``/v1/chat/completions`` answers ``{"summarization", "reasoning"}`` JSON derived only from the
 request's data message (the same request always gets the same answer), and ``/v1/embeddings``
-returns unit vectors derived from each text. Used by tests/test_llm_profiles.py and
-benchmarks/llm_throughput.py::
+returns unit vectors derived from each text. ``/v1/files`` (multipart upload, ``GET .../content``)
+and ``/v1/batches`` (create, retrieve, list) run OpenAI's Batch API: a batch answers its JSONL
+requests with the same fake model, ``batch_seconds`` after its creation or once ``hold_batches`` is
+released. Used by tests/test_llm_profiles.py, tests/test_llm_answers.py, tests/test_openai_batch.py
+and benchmarks/llm_throughput.py::
 
     with OpenAIServer(api_key="sk-test", latency=0.2) as server:
         server.script("chat", "429", "500", "hang", "drop", "badjson", "unparseable", "fenced")

@@ -142,3 +142,30 @@ def test_llm_unparsed_records_a_failure_or_keeps_the_raw_text_marked(key, tmp_pa
         assert len(records) == 5 and not store.read_failures("item")
         assert all(r["profile"] == "Sure! This item is great for everyone who likes good things." for r in records.values())
         assert all(r["unparsed"].startswith("unparseable answer after 2 tries: no JSON object") for r in records.values())
+
+
+def test_a_gguf_llm_model_must_be_a_file_and_a_directory_stays_as_it_is(tmp_path):
+    from recbole_llm.profiles.llm import pretrained_source
+
+    assert pretrained_source(str(tmp_path)) == (str(tmp_path), {})
+    with pytest.raises(ValueError, match="no such GGUF file"):
+        pretrained_source(str(tmp_path / "missing.gguf"))
+    model = tmp_path / "models" / "Tiny.Q4_1.GGUF"
+    model.parent.mkdir()
+    model.write_bytes(b"GGUF")
+    assert pretrained_source(str(model)) == (str(model.parent), {"gguf_file": "Tiny.Q4_1.GGUF"})
+
+
+def test_the_answer_prefix_is_written_for_the_model_and_kept_in_its_answer(tmp_path, monkeypatch):
+    from test_llm_profiles import ANSWER, tiny_causal_lm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tiny_causal_lm(tmp_path / "chain-lm", answer=ANSWER)
+    prefix = ANSWER[0]  # '{"summarization": "': the chain model continues from it
+    b = builder(tmp_path, llm_backend="hf", llm_model=path, llm_max_tokens=12, llm_answer_prefix=prefix)
+    summary = b.build(limit=3)
+    assert summary["generated"] == {"item": 3, "user": 3} and summary["failed"] == {"item": 0, "user": 0}
+    assert b.backend.render([{"role": "user", "content": "U"}]).endswith("<|assistant|>" + prefix)
+    assert {r["profile"] for r in ProfileStore(b.store.path).read_records("item").values()} == {"Fans of tiny tests"}
+    # Fewer new tokens than without the prefix: the model did not write it again.
+    assert summary["tokens"]["completion"] == 6 * (len(ANSWER) - 1)
