@@ -38,13 +38,10 @@ def smollm2_gguf():
 
 def ml100k_items(settings, n, seed):
     r"""``n`` ml-100k item records drawn at random, as the builder makes them."""
-    import recbole
-
     rows = open(os.path.join(settings.data_path, "ml-100k.item"), encoding="utf-8").read().splitlines()[1:]
     tokens = [row.split("\t")[0] for row in rows]
     dataset = SimpleNamespace(iid_field="item_id", field2id_token={"item_id": ["[PAD]", *tokens]})
     records = item_records(settings, dataset)
-    del recbole
     return random.Random(seed).sample(list(records.values()), n)
 
 

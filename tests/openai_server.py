@@ -141,7 +141,7 @@ class OpenAIServer:
 
     def script(self, endpoint, *faults):
         r"""Faults of the next requests of ``endpoint`` (chat, embeddings, files, batches: HTTP faults),
-        of the next requests inside batches (``batch_request``: 500, unparseable, fenced), or of how the
+        of the next requests inside batches (``batch_request``: 400, 500, unparseable, fenced), or of how the
         next batches end (``batch_outcome``: expired, after half its requests; failed, validation)."""
         known = BATCH_FAULTS if endpoint == "batch_outcome" else FAULTS
         unknown = [f for f in faults if f not in known]
@@ -196,8 +196,9 @@ class OpenAIServer:
         output, errors = [], []
         for n, line in enumerate(lines):
             fault = self.faults["batch_request"].popleft() if self.faults["batch_request"] else None
-            if fault == "500":
-                response = {"status_code": 500, "request_id": f"req_{n}", "body": {"error": {"message": "internal error"}}}
+            if fault in ("400", "500"):
+                message = "internal error" if fault == "500" else "maximum context length exceeded"
+                response = {"status_code": int(fault), "request_id": f"req_{n}", "body": {"error": {"message": message}}}
                 errors.append({"id": f"batch_req_{n}", "custom_id": line["custom_id"], "response": response, "error": None})
                 continue
             response = {"status_code": 200, "request_id": f"req_{n}", "body": chat_completion(self, line["body"], fault)}

@@ -64,6 +64,8 @@ def test_a_batch_build_writes_what_the_openai_writer_would(server, tmp_path):
     assert "cost: $" in cli.describe_summary(summary)
     assert ledger_events(b.store.path) == [("uploaded", "item"), ("submitted", None), ("collected", None),
                                            ("uploaded", "user"), ("submitted", None), ("collected", None)]
+    listed = [r for r in server.requests if r["endpoint"] == "batches" and r["body"].startswith(b"/v1/batches?")]
+    assert not listed  # a fresh build does not look for batches it cannot have made
     # The same model's profiles: the openai writer finds nothing to do, and would have written the same.
     assert builder(tmp_path, **llm_config(server)).pending() == {}
     reference = tmp_path / "reference"
@@ -94,6 +96,14 @@ def test_requests_still_failing_after_the_retries_are_recorded(server, tmp_path)
     assert summary["failed"]["item"] == 1 and len(server.batches) == 3  # item, its retry, then the user
     failure = next(iter(ProfileStore(b.store.path).read_failures("item").values()))
     assert failure["error"] == "HTTP 500: internal error" and failure["source"] == "openai:fake-llm"
+
+
+def test_a_request_the_server_will_never_answer_is_not_sent_again(server, tmp_path):
+    server.script("batch_request", "400")
+    summary = builder(tmp_path, **batch_config(server)).build()
+    assert summary["failed"]["item"] == 1 and summary["retried"]["item"] == 0 and len(server.batches) == 2
+    failure = next(iter(ProfileStore(tmp_path / "profiles").read_failures("item").values()))
+    assert failure["error"] == "HTTP 400: maximum context length exceeded"
 
 
 def test_a_batch_that_fails_validation_stops_the_build(server, tmp_path):

@@ -26,7 +26,7 @@ import time
 
 from recbole_llm.profiles.backends import ProfileResult
 from recbole_llm.profiles.llm import OpenAIBackend
-from recbole_llm.profiles.openai_api import LLMServerError, RetryPolicy, call_with_retries, redact
+from recbole_llm.profiles.openai_api import RETRYABLE_STATUS, LLMServerError, RetryPolicy, call_with_retries, redact
 from recbole_llm.profiles.prompts import decode_prompt
 from recbole_llm.profiles.store import text_sha as prompt_sha
 
@@ -116,7 +116,7 @@ class OpenAIBatchBackend(OpenAIBackend):
                 self.ledger.append({"event": "collected", "file": batch["file"]})  # its prompts changed or are done
                 continue
             self.logger.info(f"Resuming {kind} batch {batch['batch'] or '(uploaded ' + batch['file'] + ')'} from {self.ledger.path}")
-            yield from self._run(client, policy, kind, batch, work)
+            yield from self._run(client, policy, kind, {**batch, "resumed": True}, work)
         while work.pending:
             yield from self._run(client, policy, kind, self._upload(client, policy, kind, work), work)
 
@@ -124,7 +124,7 @@ class OpenAIBatchBackend(OpenAIBackend):
 
     def _run(self, client, policy, kind, batch, work):
         if batch["batch"] is None:
-            batch["batch"] = self._submit(client, policy, batch["file"])
+            batch["batch"] = self._submit(client, policy, batch["file"], look_first=batch.get("resumed", False))
         state = self._wait(client, policy, kind, batch["batch"])
         if state.status == "failed":
             errors = getattr(getattr(state, "errors", None), "data", None) or []
@@ -154,9 +154,13 @@ class OpenAIBatchBackend(OpenAIBackend):
     def _answered(self, custom_id, row, work):
         response = row.get("response") or {}
         body = response.get("body") or {}
-        if response.get("status_code") != 200:
+        status = response.get("status_code")
+        if status != 200:
             error = (body.get("error") or {}).get("message") or (row.get("error") or {}).get("message") or "no answer"
-            yield from work.request_failed(custom_id, redact(f"HTTP {response.get('status_code')}: {str(error)[:200]}", self.settings), self)
+            error = redact(f"HTTP {status}: {str(error)[:200]}", self.settings)
+            # A request the server will never answer (400: e.g. past the context) is not sent again.
+            transient = status is None or status in RETRYABLE_STATUS or status >= 500
+            yield from work.request_failed(custom_id, error, self, final=not transient)
             return
         usage = body.get("usage") or {}
         if usage:
@@ -187,11 +191,12 @@ class OpenAIBatchBackend(OpenAIBackend):
         self.logger.info(f"Uploaded {len(custom_ids)} {kind} requests as {uploaded.id} ({len(data):,} bytes)")
         return {"file": uploaded.id, "custom_ids": custom_ids, "batch": None}
 
-    def _submit(self, client, policy, file_id):
-        r"""The batch made from ``file_id``: the one already on the server (a build killed right after
-        creating it), else a new one."""
-        existing = call_with_retries(lambda: next((b.id for b in client.batches.list(limit=100) if b.input_file_id == file_id), None),
-                                     policy, self.settings, self.stats.add_retry)
+    def _submit(self, client, policy, file_id, look_first):
+        r"""The batch made from ``file_id``: with ``look_first`` (a resumed build: the last one may have
+        been killed right after creating it) the one already on the server if any, else a new one."""
+        existing = look_first and call_with_retries(
+            lambda: next((b.id for b in client.batches.list(limit=100) if b.input_file_id == file_id), None),
+            policy, self.settings, self.stats.add_retry)
         batch_id = existing or call_with_retries(
             lambda: client.batches.create(input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h").id,
             policy, self.settings, self.stats.add_retry)
@@ -240,9 +245,9 @@ class _Work:
         for index in self.indexes[custom_id]:
             yield index, result
 
-    def request_failed(self, custom_id, error, backend):
+    def request_failed(self, custom_id, error, backend, final=False):
         self.request_tries[custom_id] += 1
-        if self.request_tries[custom_id] > backend.settings.llm_max_retries:
+        if final or self.request_tries[custom_id] > backend.settings.llm_max_retries:
             yield from self.finish(custom_id, ProfileResult(profile=None, error=error))
         else:
             backend.stats.add_retry()
