@@ -91,3 +91,5 @@ def test_smollm2_gguf_writes_a_store_resumable_after_a_kill(tmp_path, monkeypatc
         for failure in store.read_failures(kind).values():
             assert failure["error"].startswith("unparseable answer after 1 tries: ")  # the reason is kept
     assert store.exists() and store.read_manifest()["llm"] == f"hf:{model}"
+    print(f"SmolLM2 GGUF: items {status['item']['done']} parsed / {status['item']['failed']} failed, "
+          f"users {status['user']['done']} parsed / {status['user']['failed']} failed")  # shown with pytest -s
