@@ -210,7 +210,7 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     c = chaos.counts
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| faults injected (served) | {sum(faults.values())} ({', '.join(f'{k} {v}' for k, v in sorted(faults.items()))}) |")
     print(f"| kill -9 at a random moment | {c['random kills']} |")
     print(f"| kill -9 stopped before a rename | {c['kills at a rename']} ({', '.join(f'{k} {v}' for k, v in sorted(chaos.kill_targets.items()))}) |")

@@ -1,7 +1,7 @@
 r"""The profile store command line (an entry point), run as ``python -m recbole_llm.profiles``.
 
     python -m recbole_llm.profiles build  --dataset=ml-100k [--config_files="a.yaml b.yaml"] [--model=LightGCN]
-                                          [--llm=template|openai|hf] [--llm_model=...] [--embedder=...]
+                                          [--llm=template|openai|openai-batch|hf] [--llm_model=...] [--embedder=...]
                                           [--rewrite | --force] [--yes] [--limit N] [--dry-run] [--KEY=VALUE ...]
     python -m recbole_llm.profiles embed  --dataset=ml-100k [--embedder=...] [--rewrite]
     python -m recbole_llm.profiles status --dataset=ml-100k [...]
@@ -125,6 +125,8 @@ def describe_summary(summary):
     parts.append(f"{summary['seconds']} s")
     if summary.get("tokens"):
         parts.append(f"tokens: {summary['tokens']['prompt']:,} prompt + {summary['tokens']['completion']:,} completion")
+    if summary.get("cost") is not None:
+        parts.append(f"cost: ${summary['cost']:.4f} at llm_price_input/llm_price_output")
     return "; ".join(parts)
 
 
@@ -139,6 +141,10 @@ def print_preview(report):
             f"  {kind} profiles: {r['requests']} to write = {requests}, "
             f"~{r['prompt_tokens']:,} prompt tokens (estimated, 4 characters a token){note}"
         )
+    if report.get("cost"):
+        cost = report["cost"]
+        most = f" + at most ${cost['answers_at_most']:.4f} for the answers (llm_max_tokens each)" if cost["answers_at_most"] is not None else ""
+        print(f"  estimated cost: ${cost['prompts']:.4f} for the prompts{most}")
     print(f"  embeddings: {report['embed_texts']} texts in {report['embed_batches']} batches")
     for kind, r in report["kinds"].items():
         for token, prompt in r["samples"].items():
@@ -212,6 +218,8 @@ def cmd_show(args):
         print(f"no {kind} profile for raw id {token!r} in {store_dir}", file=sys.stderr)
         return 1
     print(f"{kind} {token} ({record['source']}):\n{record['profile']}")
+    if record.get("unparsed"):  # llm_unparsed: keep_raw
+        print(f"\n(kept raw, unparsed: {record['unparsed']})")
     if record.get("reasoning"):
         print(f"\nreasoning: {record['reasoning']}")
     return 0
@@ -225,7 +233,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--model", "-m", default="LightGCN", help="model whose config the split is built with")
     parser.add_argument("--config_files", default=None, help="space-separated config files")
-    parser.add_argument("--llm", choices=["template", "openai", "hf"], default=None, help="profile writer (sets llm_backend)")
+    parser.add_argument("--llm", choices=["template", "openai", "openai-batch", "hf"], default=None, help="profile writer (sets llm_backend)")
     parser.add_argument("--force", action="store_true", help="write and embed every profile again (says how many, and asks on a terminal)")
     parser.add_argument("--rewrite", action="store_true",
                         help="also replace kept profiles (paid for, written for another prompt or writer) and re-embed with another embedder")

@@ -8,7 +8,8 @@ Interface, shared by every backend:
 - ``prompt(kind, record, item_profiles)``: the exact input for one profile; its sha256 is the
   record's ``prompt_sha``, so a changed template or changed facts make the profile stale;
 - ``generate(kind, prompts)``: yields ``(index, ProfileResult)`` as results finish, in any order;
-  a result with ``error`` set is a failed profile (recorded, retried by the next build);
+  a result with ``error`` set is a failed profile (recorded, retried by the next build); one with
+  ``unparsed`` set is an answer kept as it is (``llm_unparsed: keep_raw``), marked so in its record;
 - optionally ``stats.snapshot()``: ``{"retried": int, "tokens": {"prompt", "completion"} or None}``.
 
 ``template`` is here; ``openai`` and ``hf`` are in :mod:`recbole_llm.profiles.llm`;
@@ -27,6 +28,7 @@ class ProfileResult:
     profile: Optional[str]
     reasoning: Optional[str] = None
     error: Optional[str] = None
+    unparsed: Optional[str] = None  # set when ``profile`` is an answer kept raw (llm_unparsed: keep_raw): why it did not parse
 
 
 class TemplateBackend:

