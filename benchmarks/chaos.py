@@ -61,7 +61,9 @@ def write_config(path, workdir, profile_dir, server, writer="openai"):
         "profile_dir": profile_dir,
         "llm_backend": writer, "llm_model": "fake-llm", "llm_base_url": server.url, "llm_api_key_env": KEY_ENV,
         "embedder": "openai:fake-embed", "embed_batch_size": 16,
-        "llm_concurrency": 2, "llm_timeout": 1.0, "llm_backoff_base": 0.05, "llm_max_retries": 8,
+        # Enough retries that a scripted fault never fails a profile for good: a failed item would leave
+        # user profiles written without it, kept (paid for) rather than rewritten, unlike a clean build.
+        "llm_concurrency": 2, "llm_timeout": 1.0, "llm_backoff_base": 0.05, "llm_max_retries": 8, "llm_parse_retries": 6,
     }
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
@@ -102,8 +104,9 @@ class Chaos:
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", KEY_ENV: KEY, "PYTHONPATH": REPO}
         self.counts = {"rounds": 0, "random kills": 0, "kills at a rename": 0, "concurrent builds": 0,
                        "concurrent refused": 0, "lost": 0, "duplicates": 0, "requests": 0, "campaigns": 0,
-                       "equal to a clean build": 0, "status ok": 0}
+                       "equal to a clean build": 0, "status ok": 0, "stored": 0, "traced": 0}
         self.kill_targets = {}
+        self.answered = set()  # prompt shas the server answered: every stored profile must trace to one
 
     def kills(self):
         return self.counts["random kills"] + self.counts["kills at a rename"]
@@ -117,31 +120,37 @@ class Chaos:
         while True:
             final = spent >= budget
             before, seen = held(profile_dir), len(self.server.requests)
-            if not final:
+            if final:  # the last round runs to the end, as a user's last try would
+                for queue in self.server.faults.values():
+                    queue.clear()
+            else:
                 faults = [self.rng.choice(FAULTS) for _ in range(self.rng.randint(1, self.args.faults_per_round))]
                 self.server.script("chat", *faults)
                 if self.rng.random() < 0.3:
                     self.server.script("embeddings", self.rng.choice(["429", "500", "drop", "badjson"]))
-            killed = self.round(config, template, profile_dir, final, seen)
+            killed, complete = self.round(config, template, profile_dir, final, seen)
             self.counts["rounds"] += 1
             after = held(profile_dir)
             self.counts["lost"] += sum(1 for key, value in before.items() if after.get(key) != value)
             finished = {value[2] for value in before.values()}
-            answered = [r for r in self.server.requests[seen:] if r["endpoint"] == "chat" and r["fault"] is None]
+            answered = [r for r in self.server.requests[seen:] if r["endpoint"] == "chat" and r["fault"] in (None, "fenced")]
             self.counts["requests"] += len(answered)
+            self.answered.update(request_sha(r) for r in answered)
             self.counts["duplicates"] += sum(1 for r in answered if request_sha(r) in finished)
             spent += killed
             if final:
                 break
+            if complete:  # a round ran to its end: nothing is left to kill in this store
+                budget = spent
         return profile_dir, config
 
     def round(self, config, template, profile_dir, final, seen):
-        r"""One build; returns 1 if it was killed."""
+        r"""One build; returns (1 if it was killed, whether it ran to its end with the store complete)."""
         if final:
             done = subprocess.run(build_command(config), cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=900)
             if done.returncode != 0:
                 raise SystemExit(f"the final build failed (rc {done.returncode}): {done.stderr[-3000:]}")
-            return 0
+            return 0, True
         pause = self.rng.choice(RENAMES) if self.rng.random() < 0.5 else None
         marker = os.path.join(self.workdir, f"paused-{time.time_ns()}")
         process = subprocess.Popen(build_command(config, pause, marker), cwd=self.workdir, env=self.env,
@@ -154,13 +163,14 @@ class Chaos:
             while len(self.server.requests) == seen and process.poll() is None and time.time() < deadline:
                 time.sleep(0.02)
             time.sleep(self.rng.uniform(0, self.args.kill_window))
-        if self.rng.random() < self.args.concurrent and process.poll() is None:
+        # Another writer's build, while this one holds the store (stopped at a rename): it must be refused.
+        if pause and self.rng.random() < self.args.concurrent and process.poll() is None:
             self.counts["concurrent builds"] += 1
             other = subprocess.run(build_command(template), cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=600)
             if other.returncode == 2 and "being written by another build" in other.stderr:
                 self.counts["concurrent refused"] += 1
         if process.poll() is not None:  # finished before the kill (nothing left, or no such rename)
-            return 0
+            return 0, process.returncode == 0
         process.send_signal(signal.SIGKILL)
         process.wait()
         if pause:
@@ -168,7 +178,7 @@ class Chaos:
             self.kill_targets[pause] = self.kill_targets.get(pause, 0) + 1
         else:
             self.counts["random kills"] += 1
-        return 1
+        return 1, False
 
     def check(self, profile_dir, config, number):
         reference = os.path.join(self.workdir, f"reference-{number}")
@@ -177,6 +187,9 @@ class Chaos:
         if done.returncode != 0:
             raise SystemExit(f"the clean build failed: {done.stderr[-3000:]}")
         self.counts["equal to a clean build"] += snapshot(profile_dir) == snapshot(reference)
+        stored = held(profile_dir)
+        self.counts["stored"] += len(stored)
+        self.counts["traced"] += sum(1 for value in stored.values() if value[2] in self.answered)
         status = subprocess.run([sys.executable, "-m", "recbole_llm.profiles", "status", "--dataset=tiny", f"--config_files={config}"],
                                 cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=600)
         self.counts["status ok"] += status.returncode == 0
@@ -185,17 +198,19 @@ class Chaos:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=19, help="kill -9s in all")
-    parser.add_argument("--kills-per-campaign", type=int, default=10, help="kills before a campaign's store is completed and checked")
+    parser.add_argument("--kills-per-campaign", type=int, default=7,
+                        help="kills before a campaign's store is completed and checked (fewer when a round completes it first)")
     parser.add_argument("--faults-per-round", type=int, default=6, help="at most this many chat faults scripted per round")
     parser.add_argument("--kill-window", type=float, default=2.0, help="seconds after a round's first request within which it is killed")
-    parser.add_argument("--concurrent", type=float, default=0.25, help="share of rounds that also start a template build")
-    parser.add_argument("--latency", type=float, default=0.15, help="the server's seconds per answer")
+    parser.add_argument("--concurrent", type=float, default=0.4, help="share of rounds stopped at a rename that also start a template build")
+    parser.add_argument("--latency", type=float, default=0.25, help="the server's seconds per answer")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.time()
     workdir = tempfile.mkdtemp(prefix="chaos-")
     try:
         with OpenAIServer(api_key=KEY, latency=args.latency, hang_seconds=2.0, retry_after="0.2") as server:
+            server.httpd.handle_error = lambda request, address: None  # a killed client resets its connections
             chaos = Chaos(args, server, workdir)
             number = 0
             while chaos.kills() < args.kills:
@@ -217,13 +232,14 @@ def main():
     print(f"| builds of another writer started meanwhile / refused | {c['concurrent builds']} / {c['concurrent refused']} |")
     print(f"| build rounds / campaigns | {c['rounds']} / {c['campaigns']} |")
     print(f"| profiles answered by the server | {c['requests']} |")
+    print(f"| stored profiles traced to an answered request (checks the duplicate count's hashing) | {c['traced']} of {c['stored']} |")
     print(f"| profiles lost | {c['lost']} |")
     print(f"| duplicates (a finished profile requested again) | {c['duplicates']} |")
     print(f"| final store equals a clean build | {c['equal to a clean build']} of {c['campaigns']} |")
     print(f"| `profiles status` accepts the final store | {c['status ok']} of {c['campaigns']} |")
     print(f"| wall time | {time.time() - started:.0f} s |")
     ok = c["lost"] == 0 and c["duplicates"] == 0 and c["equal to a clean build"] == c["campaigns"] == c["status ok"]
-    ok = ok and c["concurrent refused"] == c["concurrent builds"]
+    ok = ok and c["concurrent refused"] == c["concurrent builds"] and c["traced"] == c["stored"]
     return 0 if ok else 1
 
 

@@ -121,6 +121,8 @@ def describe_summary(summary):
         part = f"{kind}: {summary['generated'][kind]} done, {summary['failed'][kind]} failed, {summary['retried'][kind]} retried"
         if summary["remaining"][kind]:
             part += f", {summary['remaining'][kind]} left by --limit"
+        if summary.get("kept", {}).get(kind):
+            part += f", {summary['kept'][kind]} kept (written for another prompt or writer; --rewrite replaces them)"
         parts.append(part)
     parts.append(f"{summary['seconds']} s")
     if summary.get("tokens"):

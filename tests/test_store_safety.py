@@ -3,7 +3,8 @@ paid work, leaked a key or checked too late, and fails on the code before the fi
 
 Real processes (``python -m recbole_llm.profiles``, ``run_recbole_llm.py``), a real local server
 speaking the OpenAI protocol (tests/openai_server.py), and real ``kill -9``s: tests/pause_at.py
-stops a build at a chosen rename so that the kill lands exactly there.
+stops a build at a chosen rename so that the kill lands exactly there. The runs of several
+processes are marked slow; each has a fast in-process counterpart in the default suite.
 """
 
 import json
@@ -28,7 +29,7 @@ from recbole_llm.build import profile_settings
 from recbole_llm.data.atomic import DatasetFileError, create_dataset
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.profiles.builder import IdsOnlyError, ProfileBuilder
-from recbole_llm.profiles.openai_api import describe_error
+from recbole_llm.profiles.openai_api import LLMServerError, describe_error
 from recbole_llm.profiles.settings import ProfileSettings
 from recbole_llm.profiles.store import ProfileStore, ProfileStoreError
 
@@ -145,6 +146,7 @@ def files_under(root):
 # -- 1: paid profiles are never replaced without being told ------------------------------------
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_a_build_by_another_writer_keeps_paid_profiles_and_only_completes(server, tmp_path):
     store = llm_build(tmp_path, server)
     written = records(store)
@@ -173,6 +175,7 @@ def test_a_build_by_another_writer_keeps_paid_profiles_and_only_completes(server
     assert store.read_records("user") == written["user"]
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_an_imported_store_is_kept_and_reported_as_kept(server, tmp_path):
     store = llm_build(tmp_path, server)
     imported = {
@@ -189,6 +192,7 @@ def test_an_imported_store_is_kept_and_reported_as_kept(server, tmp_path):
     assert records(store) == imported  # not "Item 0." ...
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_rewrite_says_what_it_replaces_and_asks_on_a_terminal(server, tmp_path):
     store = llm_build(tmp_path, server)
     written = records(store)
@@ -216,6 +220,7 @@ def test_rewrite_says_what_it_replaces_and_asks_on_a_terminal(server, tmp_path):
     assert {r["source"] for kind in records(store).values() for r in kind.values()} == {"openai:other-llm"}
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_builds_of_different_writers_on_one_store_are_refused(server, tmp_path):
     server.latency = 0.3
     paid = config_file(tmp_path, "paid.yaml", **llm_config(server, llm_concurrency=1))
@@ -238,6 +243,29 @@ def test_builds_of_different_writers_on_one_store_are_refused(server, tmp_path):
     assert {r["source"] for r in ProfileStore(tmp_path / "profiles").read_records("item").values()} == {"openai:fake-llm"}
 
 
+def test_in_process_another_writer_keeps_and_rewrite_replaces(server, tmp_path):
+    store = llm_build(tmp_path, server)
+    written = records(store)
+    config, dataset = train_split(tmp_path, **llm_config(server, llm_backend="template"))
+    template = ProfileBuilder(profile_settings(config), dataset, show_progress=False)
+    summary = template.build()
+    assert summary["generated"] == {"item": 0, "user": 0} and summary["kept"] == {"item": N_ITEMS, "user": N_USERS}
+    assert records(store) == written and store.read_manifest()["llm"] == "openai:fake-llm"
+    report = template.replacements(rewrite=True)
+    assert report["kinds"]["item"] == {"replaced": N_ITEMS, "by_writer": {"openai:fake-llm": N_ITEMS}} and report["requests"] == 0
+    assert template.build(rewrite=True)["generated"] == {"item": N_ITEMS, "user": N_USERS}
+    assert {r["source"] for kind in records(store).values() for r in kind.values()} == {"template"}
+
+
+def test_in_process_another_embedder_is_refused_not_switched(server, tmp_path):
+    store = llm_build(tmp_path, server)
+    before = store.read_vectors("item")[1].copy()
+    config, dataset = train_split(tmp_path, **llm_config(server, embedder="openai:other-embed"))
+    with pytest.raises(ProfileStoreError, match=r"made by openai:fake-embed.*--embedder=fake-embed.*--rewrite"):
+        ProfileBuilder(profile_settings(config), dataset, show_progress=False).build()
+    assert np.array_equal(store.read_vectors("item")[1], before)
+
+
 # -- 2, 3: secrets ------------------------------------------------------------------------------
 
 
@@ -252,6 +280,7 @@ def test_a_key_across_the_cut_of_an_error_message_is_masked(monkeypatch):
     assert text.startswith("HTTP 500: xxx") and not leaks(text)
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_a_key_echoed_across_the_cut_never_reaches_files_logs_or_status(server, tmp_path):
     server.echo_key, server.echo_offset = True, 172
     server.script("chat", "500", "500")
@@ -284,6 +313,7 @@ def test_a_key_under_another_config_name_is_refused_before_anything_is_written(t
 # -- 4, 9, 11: vectors torn by a kill; status checks what training checks ----------------------
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_a_kill_between_vectors_and_ids_is_detected_and_re_embedded_without_llm_requests(server, tmp_path):
     config = config_file(tmp_path, "tiny.yaml", **llm_config(server))
     first = profiles_command(tmp_path, config, "build", "--limit", "20")
@@ -306,6 +336,7 @@ def test_a_kill_between_vectors_and_ids_is_detected_and_re_embedded_without_llm_
     assert sorted(ids) == sorted(store.read_records("item")) and len(ids) == N_ITEMS and np.isfinite(vectors).all()
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_a_resume_after_a_kill_re_embeds_nothing_finished_and_removes_temporary_files(server, tmp_path):
     config = config_file(tmp_path, "tiny.yaml", **llm_config(server))
     # Killed with every profile written and the item vectors sealed, while renaming user.npy: no manifest yet.
@@ -349,6 +380,32 @@ def torch_finite(tensor):
     return bool(tensor.isfinite().all())
 
 
+def test_in_process_a_torn_set_is_re_embedded_without_llm_requests(server, tmp_path):
+    store = llm_build(tmp_path, server)
+    ids, vectors, shas = store.read_vectors("item")
+    with open(store.kind_file("item", "ids"), "w") as f:  # the old, shorter id list next to the new vectors
+        f.write("".join(i + "\n" for i in ids[:-5]))
+    config, dataset = train_split(tmp_path, **llm_config(server))
+    with pytest.raises(ProfileStoreError, match="torn.*profiles embed --dataset=tiny"):
+        profile_tensors(config, dataset)
+    chat = server.count("chat")
+    embedded = ProfileBuilder(profile_settings(config), dataset, show_progress=False).embed()
+    assert embedded == {"item": N_ITEMS, "user": 0} and server.count("chat") == chat
+    assert profile_tensors(config, dataset)[1].shape[0] == dataset.item_num
+
+
+def test_in_process_the_circuit_breaker_stops_on_consecutive_connection_failures(server, tmp_path):
+    server.script("chat", *["drop"] * 200)
+    config, dataset = train_split(tmp_path, **llm_config(server, llm_max_connection_failures=3, llm_backoff_base=1.0))
+    builder = ProfileBuilder(profile_settings(config), dataset, show_progress=False)
+    with pytest.raises(LLMServerError, match=r"3 requests in a row could not reach .*llm_max_connection_failures=3"):
+        builder.build()
+    assert server.count("chat") <= 3 + 4  # the breaker's three, and those already in flight
+    server.faults["chat"].clear()
+    server.script("chat", "drop", "drop")  # fewer than three in a row: retried as before
+    assert builder.build()["generated"] == {"item": N_ITEMS, "user": N_USERS}
+
+
 # -- 5, 6: checks before requests; a dead server ----------------------------------------------
 
 
@@ -359,6 +416,7 @@ def test_a_bad_setting_fails_before_any_request_is_sent(server, tmp_path):
     assert server.count() == 0 and not (tmp_path / "profiles" / "item.jsonl").exists()
 
 
+@pytest.mark.slow  # several processes: ~30-60 s
 def test_a_server_that_cannot_be_reached_stops_the_build_once_and_it_resumes(server, tmp_path):
     server.script("chat", *["drop"] * 500)
     # Default retries and backoff (5 retries from 1 s): before the breaker, 70 profiles took minutes.
