@@ -222,8 +222,10 @@ def test_rewrite_says_what_it_replaces_and_asks_on_a_terminal(server, tmp_path):
 
 @pytest.mark.slow  # several processes: ~30-60 s
 def test_builds_of_different_writers_on_one_store_are_refused(server, tmp_path):
-    server.latency = 0.3
-    paid = config_file(tmp_path, "paid.yaml", **llm_config(server, llm_concurrency=1))
+    # Slow answers keep the openai build writing for minutes: the template build's own start-up
+    # (seconds, more on a loaded machine) must not outlast it. It is killed once refused.
+    server.latency = 3.0
+    paid = config_file(tmp_path, "paid.yaml", **llm_config(server, llm_concurrency=1, llm_timeout=30))
     template = config_file(tmp_path, "template.yaml", **llm_config(server, llm_backend="template"))
     items = tmp_path / "profiles" / "item.jsonl"
     running = subprocess.Popen(
