@@ -24,10 +24,20 @@ BUILD_COMMAND = "python -m recbole_llm.profiles build --dataset={dataset}"
 
 def profile_tensors(config, train_dataset):
     r"""Return (user_profile [n_users, d], item_profile [n_items, d]) float32 tensors for the run."""
+    user, item, _ = profiles_with_presence(config, train_dataset)
+    return user, item
+
+
+def profiles_with_presence(config, train_dataset, user_missing=None):
+    r""":func:`profile_tensors` and a bool tensor [n_users]: which users have a profile in the store.
+
+    ``user_missing`` overrides ``profile_missing`` for users; ``"skip"`` leaves their rows zero
+    without a warning, for a caller that leaves those users out of its loss and says so itself.
+    """
     store = read_store(config, train_dataset)
     policy = config["profile_missing"]
-    user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy)
-    item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy)
+    user, user_present = _aligned(store, "user", train_dataset, train_dataset.uid_field, user_missing or policy)
+    item, _ = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy)
     if user.shape[1] != item.shape[1]:
         raise ProfileStoreError(
             f"{store.file('user.npy')} has dim {user.shape[1]} but {store.file('item.npy')} has dim {item.shape[1]}: "
@@ -41,7 +51,7 @@ def profile_tensors(config, train_dataset):
         )
     if config["profile_reduce_dim"] is not None:
         user, item = reduce_profiles(user, item, config["profile_reduce_dim"], store.path)
-    return torch.from_numpy(user), torch.from_numpy(item)
+    return torch.from_numpy(user), torch.from_numpy(item), torch.from_numpy(user_present)
 
 
 def reduce_profiles(user, item, dim, source):
@@ -125,5 +135,6 @@ def _aligned(store, kind, dataset, field, policy):
             )
         if policy == "mean":
             table[missing] = vectors.mean(axis=0)
-        getLogger().warning(f"{message}: using {policy} vectors for them (profile_missing={policy}).")
-    return table
+        if policy != "skip":
+            getLogger().warning(f"{message}: using {policy} vectors for them (profile_missing={policy}).")
+    return table, present
