@@ -9,6 +9,7 @@ import sys
 import recbole
 import yaml
 from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
 
 from recbole_llm.checks import SettingError, check, check_all, choice, optional
 from recbole_llm.model.settings import MODEL_KEYS
@@ -102,9 +103,25 @@ class Config(RecBoleConfig):
         return files
 
     def _set_default_parameters(self):
+        self._no_negative_sampling_for_sequential_ce()
         super()._set_default_parameters()
         self._check_no_secret()
         self._check_plugin_keys()
+
+    def _no_negative_sampling_for_sequential_ce(self):
+        r"""A sequential model trained with CE scores all items and samples no negatives, but
+        RecBole's ``overall.yaml`` samples one per row and its Config then refuses the model
+        (``train_neg_sample_args ... should be None when the loss_type is CE``). Unless the user
+        set ``train_neg_sample_args``, such a model here gets none (``loss_type: BPR`` keeps
+        RecBole's default sampling); RecBole's own Config is unchanged."""
+        config = self.final_config_dict
+        if (
+            config.get("MODEL_TYPE") == ModelType.SEQUENTIAL
+            and not hasattr(self.model_class, "input_type")
+            and config.get("loss_type") == "CE"
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            config["train_neg_sample_args"] = None
 
     def _check_plugin_keys(self):
         r"""Every plugin key, checked (and converted: ``"3"`` -> 3) once, before any data is loaded."""

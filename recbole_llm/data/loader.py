@@ -22,22 +22,33 @@ from recbole_llm.profiles.store import BUILD_COMMAND, EMBED_COMMAND, ProfileStor
 
 def profile_tensors(config, train_dataset):
     r"""Return (user_profile [n_users, d], item_profile [n_items, d]) float32 tensors for the run."""
-    user, item, store = checked_profiles(config, train_dataset)
+    user, item, _ = profiles_with_presence(config, train_dataset)
+    return user, item
+
+
+def profiles_with_presence(config, train_dataset, user_missing=None):
+    r""":func:`profile_tensors` and a bool tensor [n_users]: which users have a profile in the store.
+
+    ``user_missing`` overrides ``profile_missing`` for users; ``"skip"`` leaves their rows zero
+    without a warning, for a caller that leaves those users out of its loss and says so itself.
+    """
+    user, item, user_present, store = checked_profiles(config, train_dataset, user_missing)
     if config["profile_reduce_dim"] is not None:
         user, item = reduce_profiles(user, item, config["profile_reduce_dim"], store.path)
-    return torch.from_numpy(user), torch.from_numpy(item)
+    return torch.from_numpy(user), torch.from_numpy(item), torch.from_numpy(user_present)
 
 
-def checked_profiles(config, train_dataset):
-    r"""(user table, item table, store): every check training makes of the store, in one place
-    (``profiles status`` runs it too): the store exists and was made for this split; each kind's
-    vector set is whole (sealed), finite, without duplicate ids and one row per id; its ids are the
-    dataset's; both kinds and the manifest agree on the dimension; ``profile_missing`` holds."""
+def checked_profiles(config, train_dataset, user_missing=None):
+    r"""(user table, item table, user presence, store): every check training makes of the store, in
+    one place (``profiles status`` runs it too): the store exists and was made for this split; each
+    kind's vector set is whole (sealed), finite, without duplicate ids and one row per id; its ids are
+    the dataset's; both kinds and the manifest agree on the dimension; ``profile_missing`` (for users
+    ``user_missing`` when given) holds."""
     store = read_store(config, train_dataset)
     policy = config["profile_missing"]
     require_seal = store.read_manifest().get("format_version", 1) >= 2
-    user = _aligned(store, "user", train_dataset, train_dataset.uid_field, policy, require_seal)
-    item = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy, require_seal)
+    user, user_present = _aligned(store, "user", train_dataset, train_dataset.uid_field, user_missing or policy, require_seal)
+    item, _ = _aligned(store, "item", train_dataset, train_dataset.iid_field, policy, require_seal)
     reembed = store.command(EMBED_COMMAND)
     if user.shape[1] != item.shape[1]:
         raise ProfileStoreError(
@@ -50,7 +61,7 @@ def checked_profiles(config, train_dataset):
             f"{store.file('manifest.json')} says dim {manifest_dim}, the vectors have {user.shape[1]}. "
             f"Write the manifest again, with no LLM request: `{reembed}`."
         )
-    return user, item, store
+    return user, item, user_present, store
 
 
 def reduce_profiles(user, item, dim, source):
@@ -124,5 +135,6 @@ def _aligned(store, kind, dataset, field, policy, require_seal=True):
             )
         if policy == "mean":
             table[missing] = vectors.mean(axis=0)
-        getLogger().warning(f"{message}: using {policy} vectors for them (profile_missing={policy}).")
-    return table
+        if policy != "skip":
+            getLogger().warning(f"{message}: using {policy} vectors for them (profile_missing={policy}).")
+    return table, present

@@ -50,19 +50,36 @@ GCCF               wider than the ego embeddings.
 DGCF               ego embeddings from ``_get_ego_embeddings()``.
 BPR                :class:`EmbeddingTableAdapter`: no propagation; the final embeddings are the
                    embedding tables.
+SASRec, GRU4Rec,   :class:`SequentialAdapter` (any RecBole ``SequentialRecommender``): the
+other sequential   ``forward()`` output is the sequence representation the base scores with,
+models             ``item_embedding`` holds the item embeddings (input and output); the
+                   per-position outputs are those ``forward()`` hands ``gather_indexes``.
+                   Its models get :class:`~recbole_llm.model.sequential.AlignedSequentialRecommender`.
+BERT4Rec           :class:`BERT4RecAdapter`: masks its input itself; its masked positions'
+                   outputs are its representations, its own masking is Gen's.
 =================  =====================================================================
+
+A sequential adapter has, instead of the graph members above, ``mixin`` (the aligned mixin its
+models get), ``masks_itself``, ``input_embedding(model)``, ``item_embeddings(model)``,
+``sequences(model, interaction, step)`` (representations and their users), ``items(model,
+interaction)`` (the step's item ids, per group) and ``masked_outputs(model, interaction, step)``
+(Gen's masked positions' outputs and their items).
 """
 
 import torch
+from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.general_recommender import BPR, DGCF, NCL, NGCF, SGL, SpectralCF
+from recbole.model.sequential_recommender import BERT4Rec
 
 from recbole_llm.model.general_recommender.gccf import GCCF
+from recbole_llm.model.sequential import AlignedSequentialRecommender
 
 
 class EmbeddingAdapter:
     r"""How the alignment reaches a base model's embeddings (see the module docstring)."""
 
     ego_method = "get_ego_embeddings"
+    mixin = None  # the aligned mixin of its models; None: recbole_llm.model.rlm.AlignedRecommender
 
     def final_embeddings(self, model, output):
         return output[0], output[1]
@@ -146,7 +163,92 @@ class DGCFAdapter(EmbeddingAdapter):
     ego_method = "_get_ego_embeddings"
 
 
+class SequentialAdapter(EmbeddingAdapter):
+    r"""RecBole's ``SequentialRecommender`` s whose ``forward(item_seq, item_seq_len)`` returns the
+    sequence representation they score with (SASRec, GRU4Rec ...), gathered from per-position
+    outputs by ``gather_indexes``, and whose ``item_embedding`` embeds both the input sequence and
+    the scored items."""
+
+    ego_method = None
+    mixin = AlignedSequentialRecommender
+    masks_itself = False
+
+    def input_embedding(self, model):
+        embedding = getattr(model, "item_embedding", None)
+        if not isinstance(embedding, torch.nn.Embedding):
+            raise ValueError(
+                f"{type(model).__name__}: the sequential adapter reads the item embedding `item_embedding` (an "
+                "nn.Embedding), which this model has not; give rlm() a SequentialAdapter subclass that says where it is"
+            )
+        return embedding
+
+    def embedding_dim(self, model, config):
+        return self.input_embedding(model).embedding_dim
+
+    def item_embeddings(self, model):
+        return self.input_embedding(model).weight[: model.n_items]
+
+    def sequences(self, model, interaction, step):
+        return step.output, interaction[model.USER_ID]
+
+    def items(self, model, interaction):
+        groups = [interaction[model.POS_ITEM_ID]]
+        if model.NEG_ITEM_ID in interaction:  # BPR's sampled negatives (CE samples none)
+            groups.append(interaction[model.NEG_ITEM_ID])
+        return groups
+
+    def masked_outputs(self, model, interaction, step):
+        if step.seeds is None:
+            raise RuntimeError(
+                f"{type(model).__name__}: align=gen masks the step's item sequence where item_embedding looks it "
+                "up, and forward() never looked it up there; give rlm() a SequentialAdapter subclass for this model"
+            )
+        if step.positions is None:
+            raise RuntimeError(
+                f"{type(model).__name__}: align=gen reads the per-position outputs forward() hands gather_indexes, "
+                "and forward() never called it; give rlm() a SequentialAdapter subclass for this model"
+            )
+        outputs = step.positions.reshape(-1, step.positions.shape[-1])
+        return outputs[step.seeds], step.item_seq.reshape(-1)[step.seeds]
+
+
+class BERT4RecAdapter(SequentialAdapter):
+    r"""RecBole's BERT4Rec: trained on the positions its data transform masked (``MASK_INDEX``, with
+    its own mask token), scoring each masked position's output. Con aligns the mean of a sequence's
+    masked outputs with its user's profile and the masked (and, under BPR, the negative) items
+    with theirs; Gen reconstructs the masked items' profiles from those outputs, masking nothing more."""
+
+    masks_itself = True
+
+    def _masked(self, model, interaction, step):
+        index = interaction[model.MASK_INDEX]  # [B, mask_len], 0 = padding, as BERT4Rec reads it
+        outputs = step.output.gather(1, index.unsqueeze(-1).expand(-1, -1, step.output.shape[-1]))
+        return outputs, index > 0
+
+    def sequences(self, model, interaction, step):
+        outputs, targets = self._masked(model, interaction, step)
+        counts = targets.sum(dim=1, keepdim=True)
+        rows = counts.view(-1) > 0
+        mean = (outputs * targets.unsqueeze(-1)).sum(dim=1) / counts.clamp(min=1)
+        return mean[rows], interaction[model.USER_ID][rows]
+
+    def items(self, model, interaction):
+        targets = interaction[model.MASK_INDEX] > 0
+        groups = [interaction[model.POS_ITEMS][targets]]
+        if model.loss_type == "BPR":
+            groups.append(interaction[model.NEG_ITEMS][targets])
+        return groups
+
+    def masked_outputs(self, model, interaction, step):
+        outputs, targets = self._masked(model, interaction, step)
+        outputs, items = outputs[targets], interaction[model.POS_ITEMS][targets]
+        order = torch.randperm(len(items), device=items.device)  # so that the first sample_size are uniform
+        return outputs[order], items[order]
+
+
 ADAPTERS = {
+    SequentialRecommender: SequentialAdapter(),
+    BERT4Rec: BERT4RecAdapter(),
     SGL: SGLAdapter(),
     BPR: EmbeddingTableAdapter(),
     NCL: NCLAdapter(),

@@ -92,6 +92,45 @@ class ContrastiveAlignment(nn.Module):
             loss = loss + _in_batch_info_nce(user_all[user_ids], self.projector(user_profile[user_ids]), user_counts, t)
         return loss / len(user)
 
+    def align_sequences(self, sequences, users, user_profile, item_all, item_groups, item_profile, candidates=None, positive=None):
+        r"""Con for sequential recommenders: each row's sequence representation with its user's
+        profile, the step's items with their item profiles.
+
+        Args: ``sequences`` [R, d] the representations the base scores with, ``users`` [R] their
+        users (R may be 0: no user term); ``user_profile`` all user profile vectors (row = internal
+        id); ``item_all`` [n_items, d] the item embeddings the base scores with; ``item_groups``
+        the step's item ids (e.g. positives, negatives), each group aligned in batch;
+        ``item_profile`` all item profile vectors; ``candidates`` the user ids the user InfoNCE's
+        denominator runs over for ``user_negatives='all'`` (all users with a usable profile) and
+        ``positive`` [R] each row's user among them.
+
+        Each term is a mean over its rows: :meth:`forward`'s sum over the batch divided by the
+        batch size where every group has one item per row.
+        """
+        t = self.temperature
+        loss = sequences.new_zeros(())
+        for items in item_groups:
+            items = self._sample(items)
+            ids, counts = torch.unique(items, return_counts=True)
+            loss = loss + _in_batch_info_nce(item_all[ids], self.projector(item_profile[ids]), counts, t) / len(items)
+        if not len(users):
+            return loss
+        rows = self._sample(torch.arange(len(users), device=users.device))
+        sequences, users = sequences[rows], users[rows]
+        if self.user_negatives == "all":
+            user_loss = info_nce(sequences, self.projector(user_profile[candidates]), t, positive=positive[rows])
+        else:
+            # The batch's distinct users, each weighted by its count: the value of the in-batch
+            # InfoNCE over the rows as they are (a user's rows share one candidate profile).
+            ids, inverse, counts = torch.unique(users, return_inverse=True, return_counts=True)
+            user_loss = info_nce(sequences, self.projector(user_profile[ids]), t, positive=inverse, candidate_log_weight=counts.log())
+        return loss + user_loss.mean()
+
+    def _sample(self, rows):
+        if self.sample_size is None or len(rows) <= self.sample_size:
+            return rows
+        return rows[torch.randperm(len(rows), device=rows.device)[: self.sample_size]]
+
     def _stacked_in_batch_loss(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
         r"""The three in-batch InfoNCEs (positive items, negative items, users) over the rows as
         they are: one gather per table, one projection and one batched [3, B, B] product."""
@@ -145,5 +184,9 @@ class GenerativeAlignment(nn.Module):
         ``seeds`` the masked node ids from :meth:`mask`."""
         # mask() returns the masked nodes in random order: the first sample_size are a uniform sample.
         seeds = seeds[: self.sample_size]
-        reconstructed = self.decoder(node_embeddings[seeds])
-        return info_nce(reconstructed, node_profile[seeds], self.temperature).mean()
+        return self.reconstruction_loss(node_embeddings[seeds], node_profile[seeds])
+
+    def reconstruction_loss(self, embeddings, profiles, positive=None):
+        r"""The decoded ``embeddings`` [M, d] against the candidate ``profiles`` [C, d_s]; row m's
+        own profile is ``profiles[positive[m]]`` (default: ``profiles[m]``)."""
+        return info_nce(self.decoder(embeddings), profiles, self.temperature, positive=positive).mean()

@@ -178,7 +178,8 @@ def rlm(base, adapter=None):
     ego = adapter.ego_method
     if ego is not None and hasattr(parent, ego):
         namespace[ego] = _masking(getattr(parent, ego))
-    cls = type(name, (AlignedRecommender, parent), namespace)
+    # Sequential bases get their adapter's mixin (recbole_llm.model.sequential).
+    cls = type(name, (adapter.mixin or AlignedRecommender, parent), namespace)
     _CLASSES[name] = cls
     globals()[name] = cls
     return cls

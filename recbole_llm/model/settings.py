@@ -9,6 +9,7 @@ from recbole_llm.checks import choice, integer, number, optional
 ALIGNMENTS = ("con", "gen", "none")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
+ALIGNED_USERS = ("all", "profiled", "none")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -20,4 +21,5 @@ MODEL_KEYS = {
     "align_sample_size": optional(integer(minimum=2)),
     "profile_reduce_dim": optional(integer(minimum=1)),
     "profile_missing": choice(*MISSING_POLICIES),
+    "align_users": choice(*ALIGNED_USERS),
 }

@@ -173,21 +173,43 @@ def training_reviews(settings, train_dataset):
     return reviews
 
 
+def _training_columns(train_dataset, fields):
+    r"""``{field: numpy array}``: the training interactions' values of ``fields`` (those it has).
+
+    A sequential dataset (RecBole's ``SequentialDataset``) holds one row per prefix ``<i1..ik> | i(k+1)``
+    of a user's training sequence: its item field holds the targets i2, i3 ..., never the first
+    item i1, which only the length-1 rows' item lists hold. It is added from there, as RecBole's
+    ``SequentialDataset.inter_matrix`` does, so that the training split is every item before the
+    user's validation and test items, and nothing after.
+    """
+    feat = train_dataset.inter_feat.interaction
+    fields = [f for f in fields if f is not None and f in feat]
+    columns = {f: feat[f].numpy() for f in fields}
+    length_field = getattr(train_dataset, "item_list_length_field", None)
+    if length_field in feat and getattr(train_dataset, "item_id_list_field", None) in feat:
+        first = (feat[length_field] == 1).numpy()
+        for f in fields:
+            # SequentialDataset names each field's list field (`<field>_list_field`); the user has none.
+            listed = getattr(train_dataset, f"{f}_list_field", None)
+            head = feat[listed][first][:, 0].numpy() if listed in feat else feat[f][first].numpy()
+            columns[f] = np.concatenate([columns[f], head])
+    return columns
+
+
 def _pairs(train_dataset):
-    feat = train_dataset.inter_feat
-    users = train_dataset.field2id_token[train_dataset.uid_field][feat[train_dataset.uid_field].numpy()]
-    items = train_dataset.field2id_token[train_dataset.iid_field][feat[train_dataset.iid_field].numpy()]
+    uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
+    columns = _training_columns(train_dataset, [uid_field, iid_field])
+    users = train_dataset.field2id_token[uid_field][columns[uid_field]]
+    items = train_dataset.field2id_token[iid_field][columns[iid_field]]
     return zip(users.tolist(), items.tolist())
 
 
 def _train_interactions(settings, train_dataset):
     r"""The training split as a DataFrame of internal ids, with rating/time where the dataset has them."""
-    feat = train_dataset.inter_feat
-    columns = {"user": feat[train_dataset.uid_field].numpy(), "item": feat[train_dataset.iid_field].numpy()}
-    for key, field in (("rating", settings.RATING_FIELD), ("time", settings.TIME_FIELD)):
-        if field is not None and field in feat.interaction:
-            columns[key] = feat[field].numpy()
-    return pd.DataFrame(columns)
+    uid_field, iid_field = train_dataset.uid_field, train_dataset.iid_field
+    fields = {"user": uid_field, "item": iid_field, "rating": settings.RATING_FIELD, "time": settings.TIME_FIELD}
+    columns = _training_columns(train_dataset, list(fields.values()))
+    return pd.DataFrame({key: columns[field] for key, field in fields.items() if field in columns})
 
 
 def user_records(settings, train_dataset, items):
