@@ -9,6 +9,7 @@ from recbole_llm.checks import choice, integer, number, optional
 ALIGNMENTS = ("con", "gen", "none")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
+COLD_START = ("none", "knn", "projector")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -20,4 +21,7 @@ MODEL_KEYS = {
     "align_sample_size": optional(integer(minimum=2)),
     "profile_reduce_dim": optional(integer(minimum=1)),
     "profile_missing": choice(*MISSING_POLICIES),
+    "cold_start": choice(*COLD_START),
+    "cold_start_k": integer(minimum=1),
+    "cold_start_ridge": number(minimum=0, open_minimum=True),
 }

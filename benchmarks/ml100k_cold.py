@@ -1,0 +1,275 @@
+r"""Cold start and the long tail on ml-100k: who ranks items (or users) that have text but no history.
+
+``--cold item`` (default) / ``--cold user``: per seed, ColdRec's protocol written by
+``python -m recbole_llm.data.cold_split`` (20% of the items, or users, held out with all their
+interactions, split between valid and test; the rest 80/10/10 per user; negatives drawn among
+warm items only). Rankers, all through RecBole's evaluator with the plugin's group metrics
+(cold items ranked among ALL items):
+
+- popularity (RecBole's Pop) and profiles alone (cosine of user and item profile vectors);
+- LightGCN (``LightGCN_RLM`` with ``align: none``, which is LightGCN) and LightGCN_RLM con / gen,
+  each trained ONCE (cold_start none; early stopping on valid Recall@20), then its best checkpoint
+  reloaded with ``cold_start`` none, knn and projector and evaluated on test. So the cold-start
+  rows of one model share its weights, and every cold-start row is a checkpoint reload.
+
+It also times one full-sort evaluation pass over the test users with each ``cold_start``,
+interleaved (``--timing-reps`` rounds), process CPU time on one thread.
+
+``--sparse``: the existing sparse split (``benchmarks/configs/ml-100k-sparse.yaml``), LightGCN vs
+LightGCN_RLM con / gen, their group metrics (head/tail items, user history buckets, cold/warm).
+
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --seeds 2020 2021 2022 --record cold.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --cold user --seeds 2020 --record cold-user.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --sparse --seeds 2020 --record sparse.jsonl
+    python benchmarks/ml100k_cold.py --table cold.jsonl
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole.data import create_dataset  # noqa: E402
+from recbole.model.abstract_recommender import GeneralRecommender  # noqa: E402
+from recbole.utils import init_logger, init_seed  # noqa: E402
+
+from recbole_llm import Config, get_model  # noqa: E402
+from recbole_llm.build import ensure_profiles  # noqa: E402
+from recbole_llm.compat import load_checkpoint  # noqa: E402
+from recbole_llm.data.cold_split import write_split  # noqa: E402
+from recbole_llm.data.loader import profile_tensors  # noqa: E402
+from recbole_llm.data.preparation import data_preparation  # noqa: E402
+from recbole_llm.trainer import get_trainer  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE_CONFIG = {
+    "topk": [20],
+    "valid_metric": "Recall@20",
+    "train_batch_size": 2048,
+    "eval_step": 1,
+    "show_progress": False,
+    "state": "WARNING",
+}
+COLD_METRICS = ["Recall", "NDCG", "ColdRecall", "ColdNDCG", "WarmRecall", "WarmNDCG"]
+SPARSE_METRICS = ["Recall", "NDCG", "HeadRecall", "HeadNDCG", "TailRecall", "TailNDCG", "HistoryRecall", "HistoryNDCG",
+                  "ColdRecall", "WarmRecall"]
+ALIGNS = ["none", "con", "gen"]
+COLD_STARTS = ["none", "knn", "projector"]
+
+
+class ProfileCosine(GeneralRecommender):
+    r"""Profiles alone: the score of (user, item) is the cosine of their profile vectors."""
+
+    input_type = None
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        user, item = profile_tensors(config, dataset)
+        self.user_profile, self.item_profile = F.normalize(user, dim=1), F.normalize(item, dim=1)
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def full_sort_predict(self, interaction):
+        return (self.user_profile[interaction[self.USER_ID]] @ self.item_profile.T).view(-1)
+
+
+def _config(model, seed, files, extra, settings):
+    config_dict = {**BASE_CONFIG, **settings, "seed": seed, **extra}
+    return Config(model=model, dataset=settings["dataset"], config_file_list=files, config_dict=config_dict, command_line=False)
+
+
+def _evaluate(config, model, train_data, test_data):
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train_data)
+    return dict(trainer.evaluate(test_data, load_best_model=False)), trainer
+
+
+def _prepare(config):
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    return data_preparation(config, dataset)
+
+
+def run_seed(seed, args, record):
+    settings, files = _setting(seed, args)
+    checkpoints = args.checkpoints or tempfile.mkdtemp(prefix="cold-ckpt-")
+    extra = {"checkpoint_dir": checkpoints, "epochs": args.max_epochs, "stopping_step": args.stopping_step,
+             "learning_rate": args.learning_rate}
+    knn = _config("LightGCN_RLM", seed, files, {**extra, "align": "none", "cold_start": "knn"}, settings)
+    train_data, valid_data, test_data = _prepare(knn)
+    ensure_profiles(knn, train_data._dataset)
+    if not args.sparse:
+        pop = _config("Pop", seed, files, {**extra, "epochs": 1}, settings)
+        train_data, valid_data, test_data = _prepare(pop)
+        model = get_model("Pop")(pop, train_data._dataset)
+        trainer = get_trainer(pop["MODEL_TYPE"], "Pop")(pop, model)
+        trainer.fit(train_data, valid_data, saved=False)
+        record(seed, "popularity", "-", dict(trainer.evaluate(test_data, load_best_model=False)), None)
+        cosine_config = _config("LightGCN_RLM", seed, files, {**extra, "align": "none", "cold_start": "knn"}, settings)
+        train_data, valid_data, test_data = _prepare(cosine_config)
+        result, _ = _evaluate(cosine_config, ProfileCosine(cosine_config, train_data._dataset), train_data, test_data)
+        record(seed, "profiles alone (cosine)", "-", result, None)
+    for align in args.aligns:
+        config = _config("LightGCN_RLM", seed, files, {**extra, "align": align, "cold_start": "none"}, settings)
+        train_data, valid_data, test_data = _prepare(config)
+        init_seed(seed, config["reproducibility"])
+        model = get_model("LightGCN_RLM")(config, train_data._dataset)
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        epochs = _count_epochs(trainer)
+        start = time.time()
+        best_valid, _ = trainer.fit(train_data, valid_data, saved=True)
+        train_info = {"best_valid": best_valid, "epochs": epochs[0], "train_s": round(time.time() - start, 1),
+                      "checkpoint": os.path.abspath(trainer.saved_model_file)}
+        state = load_checkpoint(trainer.saved_model_file, map_location="cpu")
+        name = "LightGCN" if align == "none" else f"LightGCN_RLM {align}"
+        passes = {}
+        for cold_start in (COLD_STARTS if not args.sparse else ["none"]):
+            reload = _config("LightGCN_RLM", seed, files, {**extra, "align": align, "cold_start": cold_start}, settings)
+            model = get_model("LightGCN_RLM")(reload, train_data._dataset)
+            model.load_state_dict(state["state_dict"])
+            model.load_other_parameter(state.get("other_parameter"))
+            result, eval_trainer = _evaluate(reload, model, train_data, test_data)
+            record(seed, name, cold_start, result, train_info)
+            passes[cold_start] = eval_trainer
+        if len(passes) > 1 and args.timing_reps:
+            record(seed, name, "timing", _time_passes(passes, test_data, args.timing_reps), None)
+
+
+def _count_epochs(trainer):
+    count = [0]
+    train_epoch = trainer._train_epoch
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return train_epoch(*args, **kwargs)
+
+    trainer._train_epoch = counted
+    return count
+
+
+def _time_passes(trainers, test_data, reps):
+    r"""CPU seconds of one full-sort evaluation pass per cold_start, interleaved, median over reps."""
+    times = {name: [] for name in trainers}
+    for _ in range(reps):
+        for name, trainer in trainers.items():
+            start = time.process_time()
+            trainer.evaluate(test_data, load_best_model=False)
+            times[name].append(time.process_time() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _setting(seed, args):
+    if args.sparse:
+        return {"dataset": "ml-100k", "metrics": SPARSE_METRICS, "profile_dir": f"profiles/ml-100k-sparse-seed{seed}"}, [
+            os.path.join(HERE, "configs", "ml-100k-sparse.yaml")
+        ]
+    config_path, counts = write_split("ml-100k", args.data_dir, args.cold, args.share, seed)
+    name = os.path.basename(os.path.dirname(config_path))
+    print(f"seed {seed}: {name} {counts}", file=sys.stderr, flush=True)
+    metrics = COLD_METRICS if args.cold == "item" else ["Recall", "NDCG", "HistoryRecall", "HistoryNDCG"]
+    settings = {"dataset": name, "metrics": metrics, "profile_dir": f"profiles/{name}"}
+    if args.cold == "user":
+        settings["group_history_buckets"] = [10**9]  # [0]: cold users, [1-1e9]: warm users
+    return settings, [config_path]
+
+
+def read_records(paths):
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            runs.extend(json.loads(line) for line in f if line.strip())
+    return runs
+
+
+COLUMNS = {
+    "item": [("recall@20", "Recall@20"), ("ndcg@20", "NDCG@20"), ("warmrecall@20", "warm Recall@20"),
+             ("warmndcg@20", "warm NDCG@20"), ("coldrecall@20", "cold Recall@20"), ("coldndcg@20", "cold NDCG@20")],
+    "user": [("recall@20", "Recall@20"), ("ndcg@20", "NDCG@20"), ("historyrecall[1-1000000000]@20", "warm-user Recall@20"),
+             ("historyndcg[1-1000000000]@20", "warm-user NDCG@20"), ("historyrecall[0]@20", "cold-user Recall@20"),
+             ("historyndcg[0]@20", "cold-user NDCG@20")],
+    "sparse": [("recall@20", "Recall@20"), ("headrecall@20", "head Recall@20"), ("tailrecall@20", "tail Recall@20"),
+               ("historyrecall[1-5]@20", "hist 1-5"), ("historyrecall[6-20]@20", "hist 6-20"),
+               ("historyrecall[21-50]@20", "hist 21-50"), ("historyrecall[51+]@20", "hist 51+"),
+               ("coldrecall@20", "cold Recall@20"), ("warmrecall@20", "warm Recall@20")],
+}
+
+
+def print_table(runs, kind):
+    columns = COLUMNS[kind]
+    rows = {}
+    for run in runs:
+        if run["cold_start"] != "timing":
+            rows.setdefault((run["variant"], run["cold_start"]), []).append(run)
+    seeds = sorted({run["seed"] for run in runs})
+    print(f"\nml-100k {kind}, seeds {seeds}, test, mean (per seed)\n")
+    print("| ranker | cold_start | " + " | ".join(label for _, label in columns) + " | epochs |")
+    print("|---|---|" + "---|" * (len(columns) + 1))
+    for (variant, cold_start), group in rows.items():
+        group = sorted(group, key=lambda r: r["seed"])
+        cells = []
+        for key, _ in columns:
+            values = [r["metrics"].get(key, float("nan")) for r in group]
+            per_seed = " / ".join(f"{v:.4f}" for v in values)
+            cells.append(f"{statistics.mean(values):.4f} ({per_seed})" if len(values) > 1 else f"{values[0]:.4f}")
+        epochs = " / ".join(str(r["train"]["epochs"]) for r in group if r.get("train")) or "-"
+        print(f"| {variant} | {cold_start} | " + " | ".join(cells) + f" | {epochs} |")
+    timings = [run for run in runs if run["cold_start"] == "timing"]
+    if timings:
+        print("\nFull-sort evaluation pass over the test users, CPU seconds (median of the interleaved rounds)\n")
+        print("| model | seed | none | knn | projector | knn overhead | projector overhead |")
+        print("|---|---|---|---|---|---|---|")
+        for run in timings:
+            t = run["metrics"]
+            print(f"| {run['variant']} | {run['seed']} | {t['none']:.3f} | {t['knn']:.3f} | {t['projector']:.3f} | "
+                  f"{t['knn'] / t['none'] - 1:+.1%} | {t['projector'] / t['none'] - 1:+.1%} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    parser.add_argument("--cold", choices=["item", "user"], default="item")
+    parser.add_argument("--share", type=float, default=0.2)
+    parser.add_argument("--sparse", action="store_true", help="the sparse split's group metrics instead")
+    parser.add_argument("--aligns", nargs="+", default=ALIGNS, choices=ALIGNS)
+    parser.add_argument("--data-dir", default=os.path.join("dataset", "cold"), help="where the splits are written")
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--stopping-step", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=0.01)
+    parser.add_argument("--checkpoints", default=None, help="keep the best checkpoints here (default: a temporary folder)")
+    parser.add_argument("--timing-reps", type=int, default=5)
+    parser.add_argument("--record", default=None, help="append each result as a JSON line")
+    parser.add_argument("--table", nargs="+", default=None, help="print the table of these records")
+    args = parser.parse_args()
+    kind = "sparse" if args.sparse else args.cold
+    if args.table:
+        print_table(read_records(args.table), kind)
+        return
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    runs = []
+
+    def record(seed, variant, cold_start, metrics, train):
+        run = {"seed": seed, "kind": kind, "variant": variant, "cold_start": cold_start, "metrics": metrics, "train": train,
+               "args": {k: v for k, v in vars(args).items() if k not in ("table", "record")}}
+        runs.append(run)
+        print(json.dumps(run), file=sys.stderr, flush=True)
+        if args.record:
+            with open(args.record, "a", encoding="utf-8") as f:
+                f.write(json.dumps(run) + "\n")
+
+    for seed in args.seeds:
+        run_seed(seed, args, record)
+    print_table(runs, kind)
+
+
+if __name__ == "__main__":
+    main()
