@@ -64,7 +64,8 @@ COLD_METRICS = ["Recall", "NDCG", "ColdRecall", "ColdNDCG", "WarmRecall", "WarmN
 SPARSE_METRICS = ["Recall", "NDCG", "HeadRecall", "HeadNDCG", "TailRecall", "TailNDCG", "HistoryRecall", "HistoryNDCG",
                   "ColdRecall", "WarmRecall"]
 ALIGNS = ["none", "con", "gen"]
-COLD_STARTS = ["none", "knn", "projector"]
+# (cold_start, cold_start_norm) pairs each trained model is evaluated with.
+SCORINGS = [("none", "none"), ("knn", "none"), ("knn", "warm_mean"), ("projector", "none"), ("projector", "warm_mean")]
 
 
 class ProfileCosine(GeneralRecommender):
@@ -130,19 +131,53 @@ def run_seed(seed, args, record):
         best_valid, _ = trainer.fit(train_data, valid_data, saved=True)
         train_info = {"best_valid": best_valid, "epochs": epochs[0], "train_s": round(time.time() - start, 1),
                       "checkpoint": os.path.abspath(trainer.saved_model_file)}
-        state = load_checkpoint(trainer.saved_model_file, map_location="cpu")
         name = "LightGCN" if align == "none" else f"LightGCN_RLM {align}"
-        passes = {}
-        for cold_start in (COLD_STARTS if not args.sparse else ["none"]):
-            reload = _config("LightGCN_RLM", seed, files, {**extra, "align": align, "cold_start": cold_start}, settings)
-            model = get_model("LightGCN_RLM")(reload, train_data._dataset)
-            model.load_state_dict(state["state_dict"])
-            model.load_other_parameter(state.get("other_parameter"))
-            result, eval_trainer = _evaluate(reload, model, train_data, test_data)
-            record(seed, name, cold_start, result, train_info)
-            passes[cold_start] = eval_trainer
-        if len(passes) > 1 and args.timing_reps:
-            record(seed, name, "timing", _time_passes(passes, test_data, args.timing_reps), None)
+        scorings = SCORINGS if not args.sparse else SCORINGS[:1]
+        evaluate_checkpoint(seed, align, name, train_info, settings, files, extra, (train_data, test_data), record, scorings,
+                            args.timing_reps)
+
+
+def evaluate_checkpoint(seed, align, name, train_info, settings, files, extra, data, record, scorings, timing_reps):
+    r"""Reload the best checkpoint with each (cold_start, cold_start_norm) and evaluate it on test."""
+    train_data, test_data = data
+    state = load_checkpoint(train_info["checkpoint"], map_location="cpu")
+    passes = {}
+    for cold_start, norm in scorings:
+        reload = _config("LightGCN_RLM", seed, files, {**extra, "align": align, "cold_start": cold_start, "cold_start_norm": norm},
+                         settings)
+        model = get_model("LightGCN_RLM")(reload, train_data._dataset)
+        model.load_state_dict(state["state_dict"])
+        model.load_other_parameter(state.get("other_parameter"))
+        result, eval_trainer = _evaluate(reload, model, train_data, test_data)
+        label = cold_start if norm == "none" else f"{cold_start} + {norm}"
+        record(seed, name, label, result, train_info)
+        passes[label] = eval_trainer
+    if len(passes) > 1 and timing_reps:
+        record(seed, name, "timing", _time_passes(passes, test_data, timing_reps), None)
+
+
+def reevaluate(paths, args, record):
+    r"""Evaluate the checkpoints of earlier records again (every scoring), copying their other rows."""
+    done = set()
+    for run in read_records(paths):
+        train = run.get("train")
+        if train is None or run["cold_start"] == "timing":
+            if run["cold_start"] != "timing":
+                record(run["seed"], run["variant"], run["cold_start"], run["metrics"], None)
+            continue
+        key = (run["seed"], run["variant"])
+        if key in done:
+            continue
+        done.add(key)
+        seed = run["seed"]
+        settings, files = _setting(seed, args)
+        extra = {"epochs": args.max_epochs, "stopping_step": args.stopping_step, "learning_rate": args.learning_rate}
+        align = "none" if run["variant"] == "LightGCN" else run["variant"].split()[-1]
+        config = _config("LightGCN_RLM", seed, files, {**extra, "align": align}, settings)
+        train_data, _, test_data = _prepare(config)
+        scorings = SCORINGS if not args.sparse else SCORINGS[:1]
+        evaluate_checkpoint(seed, align, run["variant"], train, settings, files, extra, (train_data, test_data), record, scorings,
+                            args.timing_reps)
 
 
 def _count_epochs(trainer):
@@ -226,12 +261,13 @@ def print_table(runs, kind):
     timings = [run for run in runs if run["cold_start"] == "timing"]
     if timings:
         print("\nFull-sort evaluation pass over the test users, CPU seconds (median of the interleaved rounds)\n")
-        print("| model | seed | none | knn | projector | knn overhead | projector overhead |")
-        print("|---|---|---|---|---|---|---|")
+        names = [n for n in timings[0]["metrics"] if n != "none"]
+        print("| model | seed | none (s) | " + " | ".join(f"{n} (s, vs none)" for n in names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
         for run in timings:
             t = run["metrics"]
-            print(f"| {run['variant']} | {run['seed']} | {t['none']:.3f} | {t['knn']:.3f} | {t['projector']:.3f} | "
-                  f"{t['knn'] / t['none'] - 1:+.1%} | {t['projector'] / t['none'] - 1:+.1%} |")
+            cells = [f"{t[n]:.3f} ({t[n] / t['none'] - 1:+.1%})" for n in names]
+            print(f"| {run['variant']} | {run['seed']} | {t['none']:.3f} | " + " | ".join(cells) + " |")
 
 
 def main():
@@ -249,6 +285,7 @@ def main():
     parser.add_argument("--timing-reps", type=int, default=5)
     parser.add_argument("--record", default=None, help="append each result as a JSON line")
     parser.add_argument("--table", nargs="+", default=None, help="print the table of these records")
+    parser.add_argument("--reevaluate", nargs="+", default=None, help="evaluate the checkpoints of these records again")
     args = parser.parse_args()
     kind = "sparse" if args.sparse else args.cold
     if args.table:
@@ -266,8 +303,11 @@ def main():
             with open(args.record, "a", encoding="utf-8") as f:
                 f.write(json.dumps(run) + "\n")
 
-    for seed in args.seeds:
-        run_seed(seed, args, record)
+    if args.reevaluate:
+        reevaluate(args.reevaluate, args, record)
+    else:
+        for seed in args.seeds:
+            run_seed(seed, args, record)
     print_table(runs, kind)
 
 

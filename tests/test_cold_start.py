@@ -9,10 +9,10 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import FIXTURES, tiny_config_dict
 from recbole.data import create_dataset
 from recbole.utils import init_seed
 
-from conftest import FIXTURES, tiny_config_dict
 from recbole_llm import Config, get_model, get_trainer
 from recbole_llm.build import ensure_profiles
 from recbole_llm.checks import SettingError
@@ -202,15 +202,23 @@ def test_predict_and_full_sort_predict_use_the_cold_embeddings(tmp_path, align, 
     assert not torch.allclose(full[:, cold], base[:, cold])  # cold ones come from the profiles
 
 
-def test_con_projector_is_cons_projector_rescaled(tmp_path):
-    _, model, train_data, _, _, cold = _cold_model(tmp_path, "con", "projector")
+def test_con_projector_is_cons_projector_and_warm_mean_rescales_it(tmp_path):
+    config, model, train_data, _, _, cold = _cold_model(tmp_path, "con", "projector")
     with torch.no_grad():
         _, items = model.forward()
         _, scored = model.cold_start_embeddings()
-        projected = F.normalize(model.alignment.projector(model.item_profile[cold]), dim=1)
+        projected = model.alignment.projector(model.item_profile[cold])
+    assert torch.allclose(scored[cold], projected, atol=1e-6)
+    config["cold_start_norm"] = "warm_mean"
+    rescaled = get_model("LightGCN_RLM")(config, train_data._dataset)
+    rescaled.load_state_dict(model.state_dict())
+    rescaled.eval()
+    with torch.no_grad():
+        _, scored = rescaled.cold_start_embeddings()
     warm = torch.bincount(train_data._dataset.inter_feat["item_id"], minlength=len(items)) > 0
     warm[0] = False
-    assert torch.allclose(scored[cold], projected * items[warm].norm(dim=1).mean(), atol=1e-6)
+    assert torch.allclose(scored[cold], F.normalize(projected, dim=1) * items[warm].norm(dim=1).mean(), atol=1e-6)
+    assert torch.equal(scored[warm], items[warm])
 
 
 def test_ridge_map_recovers_a_linear_map():
@@ -255,7 +263,7 @@ def test_a_plain_recbole_model_is_pointed_to_its_rlm_form(tmp_path):
         Config(model="LightGCN", dataset="tiny", config_dict={"cold_start": "knn"}, command_line=False)
 
 
-@pytest.mark.parametrize("key,value", [("cold_start", "nearest"), ("cold_start_k", 0), ("cold_start_ridge", 0)])
+@pytest.mark.parametrize("key,value", [("cold_start", "nearest"), ("cold_start_k", 0), ("cold_start_ridge", 0), ("cold_start_norm", "max")])
 def test_cold_start_keys_are_checked(key, value):
     with pytest.raises(SettingError, match=key):
         Config(model="LightGCN_RLM", dataset="tiny", config_dict={key: value}, command_line=False)

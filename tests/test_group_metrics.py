@@ -5,11 +5,12 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_data
 from recbole.evaluator import Evaluator
 from recbole.evaluator.collector import DataStruct
 
 from recbole_llm.evaluation import metrics as group  # noqa: F401  (registers the metrics)
-from conftest import tiny_data
+
 
 def approx(value):
     return pytest.approx(value, abs=1e-6)  # RecBole rounds to metric_decimal_place (6 here)

@@ -12,14 +12,19 @@ chooses how to turn it into an embedding in the model's final embedding space:
   weights are the cosines clipped at 0 and normalised (a uniform mean if all are <= 0). Works for
   any model, aligned or not (the profile vectors alone pick the neighbours).
 - ``projector``: a learned map from profile to embedding. With ``align: con`` it is Con's trained
-  projector (it was trained to point a node's projected profile at its final embedding, under a
-  cosine InfoNCE that leaves the length free, so each projected vector is rescaled to the mean
-  length of the warm final embeddings of its kind). Otherwise (``gen``, ``none``) a ridge regression
+  projector (trained to point a node's projected profile at its final embedding under a cosine
+  InfoNCE, which leaves the length free: use it with ``cold_start_norm: warm_mean``). Otherwise (``gen``, ``none``) a ridge regression
   from profile to final embedding (with intercept) fitted on the warm nodes of each kind, penalty
   ``cold_start_ridge`` times the mean eigenvalue of the profiles' covariance. It is refitted at every
   evaluation pass on the embeddings being evaluated (a closed form: the profile side is solved once
   at model build, each pass only multiplies it with the current warm embeddings), so there is no
   extra training and nothing to save.
+
+``cold_start_norm``: ``none`` (default) keeps the cold embeddings as computed; ``warm_mean`` rescales
+each to the mean length of the warm final embeddings of its kind. Under dot-product scoring the
+length decides how a cold item competes with warm ones: a mean of neighbours, or a regression's
+prediction, is shorter than a typical warm embedding, so cold items rank low; ``warm_mean`` lifts
+them (at some cost to warm items: ``results/ml-100k-cold.md``).
 
 Warm nodes keep their own embeddings. Cold nodes are those with no training interaction and a
 non-zero profile vector (``profile_missing: zero`` leaves a node without text as it is). The
@@ -49,6 +54,7 @@ class ColdStartRecommender:
     def init_cold_start(self, config, dataset, node_profile):
         r"""Set up the ``cold_start`` scoring (called by ``__init__`` once the profiles are read)."""
         self.cold_start = config["cold_start"]
+        self.cold_start_norm = config["cold_start_norm"]
         self._cold_cache = None
         if self.cold_start == "none":
             return
@@ -93,7 +99,10 @@ class ColdStartRecommender:
             nodes = torch.cat([user_all, item_all])
             for index in self.cold_groups:
                 cold_ids, warm_ids = getattr(self, f"cold_nodes_{index}"), getattr(self, f"warm_nodes_{index}")
-                nodes = nodes.index_copy(0, cold_ids, self._cold_rows(index, nodes, cold_ids, warm_ids))
+                rows = self._cold_rows(index, nodes, cold_ids, warm_ids)
+                if self.cold_start_norm == "warm_mean":
+                    rows = F.normalize(rows, dim=1) * nodes[warm_ids].norm(dim=1).mean()
+                nodes = nodes.index_copy(0, cold_ids, rows)
             self._cold_cache = torch.split(nodes, [self.n_users, self.n_items])
         return self._cold_cache
 
@@ -101,10 +110,9 @@ class ColdStartRecommender:
         if self.cold_start == "knn":
             neighbours, weights = getattr(self, f"cold_neighbours_{index}"), getattr(self, f"cold_weights_{index}")
             return (nodes[neighbours] * weights.unsqueeze(-1)).sum(dim=1)
-        warm = nodes[warm_ids]
         if self.cold_projector:
-            projected = F.normalize(self.alignment.projector(self.node_profile[cold_ids]), dim=1)
-            return projected * warm.norm(dim=1).mean()
+            return self.alignment.projector(self.node_profile[cold_ids])
+        warm = nodes[warm_ids]
         mean = warm.mean(dim=0, keepdim=True)
         return getattr(self, f"cold_ridge_{index}") @ (warm - mean) + mean
 

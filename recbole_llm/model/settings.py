@@ -10,6 +10,7 @@ ALIGNMENTS = ("con", "gen", "none")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
 COLD_START = ("none", "knn", "projector")
+COLD_START_NORMS = ("none", "warm_mean")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -23,5 +24,6 @@ MODEL_KEYS = {
     "profile_missing": choice(*MISSING_POLICIES),
     "cold_start": choice(*COLD_START),
     "cold_start_k": integer(minimum=1),
+    "cold_start_norm": choice(*COLD_START_NORMS),
     "cold_start_ridge": number(minimum=0, open_minimum=True),
 }
