@@ -279,3 +279,18 @@ def test_cold_users_get_knn_embeddings(tmp_path):
         scored_users, _ = model.cold_start_embeddings()
     assert not torch.allclose(scored_users[users], plain_users[users])
     assert sorted(model.cold_nodes_0.tolist()) == sorted(users.tolist())
+
+
+@pytest.mark.slow
+def test_a_run_on_the_split_reports_cold_metrics_and_selects_on_them(tmp_path):
+    from recbole_llm.quick_start import run_recbole_llm
+
+    config_path, _ = write_split("tiny", str(tmp_path / "splits"), "item", 0.2, 2020, data_path=tiny_source(tmp_path))
+    name = os.path.basename(os.path.dirname(config_path))
+    config_dict = tiny_config_dict(tmp_path, align="none", cold_start="knn", cold_start_norm="warm_mean", epochs=2,
+                                   metrics=["Recall", "ColdRecall", "WarmRecall"], valid_metric="coldrecall@5")
+    for key in ("data_path", "load_col", "eval_args"):
+        config_dict.pop(key)
+    result = run_recbole_llm("LightGCN_RLM", name, [config_path], config_dict)
+    assert result["best_valid_score"] == result["best_valid_result"]["coldrecall@5"]
+    assert result["test_result"]["coldrecall@5"] > 0  # knn + warm_mean puts cold items in the top 5
