@@ -11,8 +11,8 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_llm.checks import SettingError, check, check_all, choice, optional
-from recbole_llm.evaluation import metrics as _group_metrics  # noqa: F401  (registers them with RecBole's evaluator)
 from recbole_llm.data.settings import DATA_KEYS
+from recbole_llm.evaluation import metrics as _group_metrics  # noqa: F401  (registers them with RecBole's evaluator)
 from recbole_llm.evaluation.settings import EVALUATION_KEYS
 from recbole_llm.model.settings import MODEL_KEYS
 from recbole_llm.profiles.settings import ProfileSettings

@@ -40,6 +40,7 @@ and the result is kept until the model trains again (``train()``) or loads a sta
 
 import torch
 import torch.nn.functional as F
+from recbole.utils import ModelType
 
 CHUNK = 4096
 
@@ -58,6 +59,11 @@ class ColdStartRecommender:
         self._cold_cache = None
         if self.cold_start == "none":
             return
+        if self.type != ModelType.GENERAL:
+            raise ValueError(
+                f"cold_start={self.cold_start}: {type(self).__name__} is not a general recommender; cold-start scoring "
+                "replaces rows of user and item embeddings scored by dot product. Set cold_start: none."
+            )
         interactions = dataset.inter_matrix(form="csr")
         n_users = self.n_users
         degrees = torch.cat([torch.from_numpy(interactions.getnnz(axis=1)), torch.from_numpy(interactions.getnnz(axis=0))])
