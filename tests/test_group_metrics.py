@@ -130,3 +130,21 @@ def test_group_keys_are_checked(tmp_path):
         Config(model="LightGCN", dataset="tiny", config_dict={"group_history_buckets": [20, 5]}, command_line=False)
     with pytest.raises(SettingError, match="group_head_share"):
         Config(model="LightGCN", dataset="tiny", config_dict={"group_head_share": 1.5}, command_line=False)
+
+
+def test_group_metrics_in_tuning_results(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import tiny_config_dict
+    from recbole_llm.tuning import run_hyper
+
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])  # RecBole's Config reads --key=value from sys.argv
+    params_file = tmp_path / "cold.hyper"
+    params_file.write_text("cold_start choice ['none','knn']\n")
+    config = tiny_config_dict(tmp_path, align="none", metrics=["Recall", "TailRecall", "HistoryRecall"], valid_metric="tailrecall@5")
+    result = run_hyper("LightGCN_RLM", "tiny", str(params_file), config_dict=config, output_file=str(tmp_path / "hyper.result"))
+    assert len(result["results"]) == 2
+    for trial in result["results"].values():
+        assert trial["best_valid_score"] == trial["best_valid_result"]["tailrecall@5"]
+        assert {"recall@5", "tailrecall@5", "historyrecall[6-20]@5"} <= set(trial["test_result"])
+    assert "tailrecall@5" in (tmp_path / "hyper.result").read_text()
