@@ -59,7 +59,7 @@ class ColdStartRecommender:
         self._cold_cache = None
         if self.cold_start == "none":
             return
-        if self.type != ModelType.GENERAL:
+        if type(self).type != ModelType.GENERAL:  # the class attribute: SGL keeps its augmentation in self.type
             raise ValueError(
                 f"cold_start={self.cold_start}: {type(self).__name__} is not a general recommender; cold-start scoring "
                 "replaces rows of user and item embeddings scored by dot product. Set cold_start: none."
