@@ -226,9 +226,12 @@ def test_ridge_map_recovers_a_linear_map():
     weights, bias = torch.randn(16, 4, generator=generator), torch.randn(4, generator=generator)
     warm_profile, cold_profile = torch.randn(200, 16, generator=generator), torch.randn(5, 16, generator=generator)
     warm_embedding = warm_profile @ weights + bias
-    ridge = ridge_map(cold_profile, warm_profile, 1e-8)
+    centred_cold, solve = ridge_map(cold_profile, warm_profile, 1e-8)
     mean = warm_embedding.mean(dim=0, keepdim=True)
-    assert torch.allclose(ridge @ (warm_embedding - mean) + mean, cold_profile @ weights + bias, atol=1e-3)
+    assert torch.allclose(centred_cold @ (solve @ (warm_embedding - mean)) + mean, cold_profile @ weights + bias, atol=1e-3)
+    # A large penalty shrinks the map towards the mean embedding.
+    centred_cold, solve = ridge_map(cold_profile, warm_profile, 1e6)
+    assert torch.allclose(centred_cold @ (solve @ (warm_embedding - mean)) + mean, mean.expand(5, -1), atol=1e-3)
 
 
 @pytest.mark.parametrize("align,cold_start", [("none", "knn"), ("con", "projector"), ("gen", "projector")])

@@ -94,8 +94,9 @@ class ColdStartRecommender:
                 self.register_buffer(f"cold_neighbours_{index}", neighbours.to(self.device), persistent=False)
                 self.register_buffer(f"cold_weights_{index}", weights.to(self.device), persistent=False)
             elif not self.cold_projector:
-                ridge = ridge_map(node_profile[cold_ids], node_profile[warm_ids], config["cold_start_ridge"])
-                self.register_buffer(f"cold_ridge_{index}", ridge.to(self.device), persistent=False)
+                centred_cold, solve = ridge_map(node_profile[cold_ids], node_profile[warm_ids], config["cold_start_ridge"])
+                self.register_buffer(f"cold_profile_{index}", centred_cold.to(self.device), persistent=False)
+                self.register_buffer(f"ridge_solve_{index}", solve.to(self.device), persistent=False)
             self.cold_groups.append(index)
 
     def cold_start_embeddings(self):
@@ -120,7 +121,8 @@ class ColdStartRecommender:
             return self.alignment.projector(self.node_profile[cold_ids])
         warm = nodes[warm_ids]
         mean = warm.mean(dim=0, keepdim=True)
-        return getattr(self, f"cold_ridge_{index}") @ (warm - mean) + mean
+        weights = getattr(self, f"ridge_solve_{index}") @ (warm - mean)  # [d_s, d]: this pass's fit
+        return getattr(self, f"cold_profile_{index}") @ weights + mean
 
     def predict(self, interaction):
         if self.cold_start == "none":
@@ -160,13 +162,15 @@ def nearest_warm(node_profile, cold_ids, warm_ids, k):
 
 
 def ridge_map(cold_profile, warm_profile, penalty):
-    r"""The [n_cold, n_warm] matrix R such that ``R @ (Y - mean(Y)) + mean(Y)`` is the ridge
-    regression (with intercept) of warm embeddings Y on warm profiles, applied to the cold profiles.
-    The penalty is ``penalty`` times the mean eigenvalue of the warm profiles' covariance."""
+    r"""The profile side of a ridge regression (with intercept) of warm embeddings Y on warm
+    profiles X: (cold profiles - mean(X) [n_cold, d_s], S [d_s, n_warm]) such that the fitted map
+    applied to the cold profiles is ``(cold - mean(X)) @ S @ (Y - mean(Y)) + mean(Y)``; stored
+    this way its size grows with the node counts, not their product. The penalty is ``penalty``
+    times the mean eigenvalue of the warm profiles' covariance."""
     x = warm_profile.double()
     mean = x.mean(dim=0, keepdim=True)
     centred = x - mean
     covariance = centred.T @ centred / len(x)
     regulariser = penalty * covariance.diagonal().mean() * torch.eye(x.shape[1], dtype=x.dtype)
     solve = torch.linalg.solve(covariance + regulariser, centred.T / len(x))  # [d_s, n_warm]
-    return ((cold_profile.double() - mean) @ solve).float()
+    return (cold_profile.double() - mean).float(), solve.float()
