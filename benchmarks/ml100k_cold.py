@@ -156,6 +156,47 @@ def evaluate_checkpoint(seed, align, name, train_info, settings, files, extra, d
         record(seed, name, "timing", _time_passes(passes, test_data, timing_reps), None)
 
 
+def overhead(paths, args, record, reps=50):
+    r"""What cold-start scoring adds to a full-sort evaluation pass, measured in pieces that are
+    steady on a shared machine: the pass itself (cold_start none, median of ``--timing-reps``) and
+    the work cold-start scoring adds once per pass (cold rows built on top of the propagation,
+    median of ``reps``), CPU seconds on one thread."""
+    done = set()
+    for run in read_records(paths):
+        train = run.get("train")
+        if train is None or run["cold_start"] == "timing" or (run["seed"], run["variant"]) in done:
+            continue
+        done.add((run["seed"], run["variant"]))
+        seed, align = run["seed"], "none" if run["variant"] == "LightGCN" else run["variant"].split()[-1]
+        settings, files = _setting(seed, args)
+        state = load_checkpoint(train["checkpoint"], map_location="cpu")
+        result = {}
+        for cold_start, norm in SCORINGS:
+            config = _config("LightGCN_RLM", seed, files, {"align": align, "cold_start": cold_start, "cold_start_norm": norm}, settings)
+            train_data, _, test_data = _prepare(config)
+            model = get_model("LightGCN_RLM")(config, train_data._dataset)
+            model.load_state_dict(state["state_dict"])
+            _, trainer = _evaluate(config, model, train_data, test_data)
+            label = cold_start if norm == "none" else f"{cold_start} + {norm}"
+            if cold_start == "none":
+                result["pass"] = _time_passes({"none": trainer}, test_data, args.timing_reps)["none"]
+                continue
+            with torch.no_grad():
+                propagation = _median_time(lambda: model.rlm_adapter.eval_embeddings(model), reps)
+                cold = _median_time(lambda: (setattr(model, "_cold_cache", None), model.cold_start_embeddings()), reps)
+            result[label] = cold - propagation
+        record(seed, run["variant"], "overhead", result, None)
+
+
+def _median_time(call, reps):
+    times = []
+    for _ in range(reps):
+        start = time.process_time()
+        call()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def reevaluate(paths, args, record):
     r"""Evaluate the checkpoints of earlier records again (every scoring), copying their other rows."""
     done = set()
@@ -246,7 +287,7 @@ def print_table(runs, kind):
     columns = COLUMNS[kind]
     rows = {}
     for run in runs:
-        if run["cold_start"] != "timing":
+        if run["cold_start"] not in ("timing", "overhead"):
             rows.setdefault((run["variant"], run["cold_start"]), []).append(run)
     seeds = sorted({run["seed"] for run in runs})
     print(f"\nml-100k {kind}, seeds {seeds}, test, mean (per seed)\n")
@@ -261,6 +302,16 @@ def print_table(runs, kind):
             cells.append(f"{statistics.mean(values):.4f} ({per_seed})" if len(values) > 1 else f"{values[0]:.4f}")
         epochs = " / ".join(str(r["train"]["epochs"]) for r in group if r.get("train")) or "-"
         print(f"| {variant} | {cold_start} | " + " | ".join(cells) + f" | {epochs} |")
+    overheads = [run for run in runs if run["cold_start"] == "overhead"]
+    if overheads:
+        names = [n for n in overheads[0]["metrics"] if n != "pass"]
+        print("\nCold-start scoring's work per full-sort evaluation pass over the test users (CPU s, median), and its share of the pass\n")
+        print("| model | seed | pass, cold_start none (s) | " + " | ".join(f"{n}: added s (share)" for n in names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
+        for run in overheads:
+            t = run["metrics"]
+            cells = [f"{t[n]:.4f} ({t[n] / t['pass']:+.1%})" for n in names]
+            print(f"| {run['variant']} | {run['seed']} | {t['pass']:.3f} | " + " | ".join(cells) + " |")
     timings = [run for run in runs if run["cold_start"] == "timing"]
     if timings:
         print("\nFull-sort evaluation pass over the test users, CPU seconds (median of the interleaved rounds)\n")
@@ -289,6 +340,7 @@ def main():
     parser.add_argument("--record", default=None, help="append each result as a JSON line")
     parser.add_argument("--table", nargs="+", default=None, help="print the table of these records")
     parser.add_argument("--reevaluate", nargs="+", default=None, help="evaluate the checkpoints of these records again")
+    parser.add_argument("--overhead", nargs="+", default=None, help="time cold-start scoring's share of an evaluation pass")
     args = parser.parse_args()
     kind = "sparse" if args.sparse else args.cold
     if args.table:
@@ -306,7 +358,9 @@ def main():
             with open(args.record, "a", encoding="utf-8") as f:
                 f.write(json.dumps(run) + "\n")
 
-    if args.reevaluate:
+    if args.overhead:
+        overhead(args.overhead, args, record)
+    elif args.reevaluate:
         reevaluate(args.reevaluate, args, record)
     else:
         for seed in args.seeds:
