@@ -18,10 +18,16 @@ interleaved (``--timing-reps`` rounds), process CPU time on one thread.
 ``--sparse``: the existing sparse split (``benchmarks/configs/ml-100k-sparse.yaml``), LightGCN vs
 LightGCN_RLM con / gen, their group metrics (head/tail items, user history buckets, cold/warm).
 
-    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --seeds 2020 2021 2022 --record cold.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --seeds 2020 2021 2022 --checkpoints ckpt --record cold.jsonl
     OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --cold user --seeds 2020 --record cold-user.jsonl
     OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --sparse --seeds 2020 --record sparse.jsonl
     python benchmarks/ml100k_cold.py --table cold.jsonl
+    # every scoring again from the kept checkpoints; cold-start scoring's share of a pass:
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --reevaluate cold.jsonl --record cold-eval.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_cold.py --overhead cold.jsonl --record overhead.jsonl
+
+CPU time is scarce: one learning rate (0.01) and at most ``--max-epochs`` (40) epochs for every
+model, patience ``--stopping-step`` (5).
 """
 
 import argparse
