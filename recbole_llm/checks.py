@@ -139,3 +139,19 @@ def check(key, value, rule):
 def check_all(values, rules):
     r"""``{key: rule(values[key])}`` for every key of ``rules`` present in ``values`` (a mapping)."""
     return {key: check(key, values[key], rule) for key, rule in rules.items() if key in values}
+
+
+def increasing_integers(minimum=None):
+    r"""A list of strictly increasing integers (each ``>= minimum``); a single integer is a list of one."""
+    single = integer(minimum)
+
+    def convert(value):
+        value = [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+        if not isinstance(value, (list, tuple)) or not value:
+            raise TypeError
+        value = [single(v) for v in value]
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError
+        return value
+
+    return _Check("a non-empty list of strictly increasing integers" + (f" >= {minimum}" if minimum is not None else ""), convert)

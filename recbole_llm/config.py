@@ -12,6 +12,9 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_llm.checks import SettingError, check, check_all, choice, optional
+from recbole_llm.data.settings import DATA_KEYS
+from recbole_llm.evaluation import metrics as _group_metrics  # noqa: F401  (registers them with RecBole's evaluator)
+from recbole_llm.evaluation.settings import EVALUATION_KEYS
 from recbole_llm.model.settings import MODEL_KEYS
 from recbole_llm.profiles.settings import ProfileSettings
 from recbole_llm.properties import PROPERTIES_DIR as PLUGIN_PROPERTIES
@@ -127,6 +130,18 @@ class Config(RecBoleConfig):
         r"""Every plugin key, checked (and converted: ``"3"`` -> 3) once, before any data is loaded."""
         config = self.final_config_dict
         config.update(check_all(config, MODEL_KEYS))
+        config.update(check_all(config, EVALUATION_KEYS))
+        config.update(check_all(config, DATA_KEYS))
+        if config.get("cold_start", "none") != "none" and config.get("MODEL_TYPE") == ModelType.SEQUENTIAL:
+            raise SettingError(
+                f"cold_start={config['cold_start']}: {self.model} is sequential; cold-start scoring replaces rows of user and "
+                "item embeddings scored by dot product (general recommenders). Set cold_start: none."
+            )
+        if config.get("cold_start", "none") != "none" and not hasattr(self.model_class, "init_cold_start"):
+            raise SettingError(
+                f"cold_start={config['cold_start']}: {self.model} has no cold-start scoring; run its plugin form, "
+                f"--model={self.model}_RLM --align=none (the base model unchanged, plus cold-start scoring)"
+            )
         config["dist_backend"] = check("dist_backend", config.get("dist_backend"), optional(choice(*DIST_BACKENDS)))
         settings = ProfileSettings.from_mapping(config)
         config.update({key: getattr(settings, key) for key in ProfileSettings.keys() if key in config})

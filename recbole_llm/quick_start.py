@@ -10,7 +10,6 @@ from logging import getLogger
 
 import torch
 import torch.distributed as dist
-from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
@@ -18,6 +17,7 @@ from recbole_llm.build import ensure_profiles
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.config import Config
 from recbole_llm.data.atomic import create_dataset
+from recbole_llm.data.preparation import data_preparation
 from recbole_llm.trainer import get_trainer
 from recbole_llm.utils import get_model
 

@@ -13,6 +13,8 @@ returns it with :class:`PluginTrainerMixin`:
 - **Multi-process checkpoints**: every rank uses rank 0's checkpoint file name (RecBole names it
   by each process's clock) and waits for rank 0 to finish writing it before loading it; the
   checkpoint directory is made race-free (RecBole's check-then-create failed one rank of a run).
+- **Group metrics**: the evaluation collector also gathers what the group metrics need
+  (:mod:`recbole_llm.evaluation`: cold/warm items, user history length, item popularity).
 - **Distinct checkpoint names**: runs started in the same second in one directory (hyperparameter
   trials on small data) get ``-1``, ``-2`` ... instead of overwriting each other's checkpoint.
 
@@ -29,6 +31,8 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_trainer as recbole_get_trainer
 from torch.nn.parallel import DistributedDataParallel
 
+from recbole_llm.evaluation import metrics as _group_metrics  # noqa: F401  (registers them with RecBole's evaluator)
+from recbole_llm.evaluation.collector import GroupCollector
 from recbole_llm.utils import get_model
 
 _TRAINERS = {}
@@ -62,6 +66,7 @@ class PluginTrainerMixin:
         # distributed run race on it (FileExistsError in one rank); creating it first is idempotent.
         os.makedirs(config["checkpoint_dir"], exist_ok=True)
         super().__init__(config, model)
+        self.eval_collector = GroupCollector(config)
         if not config["single_spec"]:
             names = [self.saved_model_file]
             dist.broadcast_object_list(names, src=0)

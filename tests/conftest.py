@@ -3,11 +3,12 @@ import os
 import pytest
 
 import recbole_llm  # noqa: F401  (applies the compat shims)
-from recbole.data import create_dataset, data_preparation
+from recbole.data import create_dataset
 from recbole.utils import init_seed
 
 from recbole_llm import Config
 from recbole_llm.build import ensure_profiles
+from recbole_llm.data.preparation import data_preparation
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

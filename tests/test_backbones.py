@@ -12,6 +12,7 @@ from recbole.utils import init_seed
 
 from conftest import tiny_data
 from recbole_llm import Config, get_model
+from recbole_llm.model.cold_start import ColdStartRecommender
 from recbole_llm.trainer import get_trainer
 from recbole_llm.model.general_recommender.graph_base import normalized_adjacency
 
@@ -181,7 +182,9 @@ def test_predictions_stay_the_base_models(tmp_path, profile_dir):
     for base in ["SGL", "SimGCL", "DCCF", "AutoCF", "BPR"]:
         _, model, _, _, _ = make(tmp_path, profile_dir, base, "gen")
         cls = get_model(base)
-        assert type(model).full_sort_predict is cls.full_sort_predict and type(model).predict is cls.predict
+        # Without cold_start the cold-start mixin hands both calls to the base's own methods.
+        after_mixin = super(ColdStartRecommender, model)
+        assert after_mixin.full_sort_predict.__func__ is cls.full_sort_predict and after_mixin.predict.__func__ is cls.predict
 
 
 def test_gen_on_bpr_reconstructs_drawn_nodes_without_masking(tmp_path, profile_dir, monkeypatch):
@@ -581,3 +584,18 @@ def test_gen_masks_only_nodes_with_training_interactions(tmp_path, profile_dir):
     assert candidates == users | items
     assert model.n_users + 1 not in candidates and 0 not in candidates and model.n_users not in candidates
     assert len(candidates) == model.n_users + model.n_items - 3  # only the paddings and item 1 left out
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_cold_start_scoring_scores_warm_nodes_as_the_base(tmp_path, profile_dir, base):
+    # cold_start scores with the adapter's eval_embeddings and a dot product: for warm users and
+    # items that must be the base's own score (the tiny split has no cold node to replace).
+    config, model, train_data, _, test_data = make(tmp_path, profile_dir, base, align="none", cold_start="knn")
+    config["cold_start"] = "none"
+    plain = get_model(base + "_RLM")(config, train_data._dataset)
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()
+    interaction, *_ = next(iter(test_data))
+    with torch.no_grad():
+        expected = plain.full_sort_predict(interaction).view(-1)  # SGL returns [users, items], the others flat
+        assert torch.allclose(model.full_sort_predict(interaction), expected, atol=1e-5)

@@ -41,3 +41,25 @@ def test_alignment_cost_times_each_sample_size(tmp_path):
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if re.match(r"\| \d", line)]
     assert [int(size) for size, _ in rows] == [8, 32]
     assert all(float(ms) > 0 for _, ms in rows)
+
+
+def test_cold_benchmark_table_has_a_row_per_ranker_and_scoring(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import ml100k_cold
+    finally:
+        sys.path.pop(0)
+    metrics = {"recall@20": 0.2, "ndcg@20": 0.1, "warmrecall@20": 0.3, "warmndcg@20": 0.2, "coldrecall@20": 0.01, "coldndcg@20": 0.02}
+    runs = [
+        {"seed": seed, "variant": variant, "cold_start": cold_start, "metrics": metrics, "train": {"epochs": 7} if variant != "popularity" else None}
+        for seed in (1, 2)
+        for variant, cold_start in (("popularity", "-"), ("LightGCN", "none"), ("LightGCN", "knn + warm_mean"))
+    ]
+    runs.append({"seed": 1, "variant": "LightGCN", "cold_start": "timing", "metrics": {"none": 1.0, "knn": 1.02}, "train": None})
+    ml100k_cold.print_table(runs, "item")
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("|")[1:3] for line in lines if line.startswith("| ") and "ranker" not in line and "model" not in line]
+    assert [(a.strip(), b.strip()) for a, b in rows[:3]] == [("popularity", "-"), ("LightGCN", "none"), ("LightGCN", "knn + warm_mean")]
+    table = [line for line in lines if line.startswith("| ")]
+    assert "0.0100 (0.0100 / 0.0100)" in table[1] and "| - |" in table[1] and "| 7 / 7 |" in table[2]
+    assert "1.020 (+2.0%)" in lines[-1]

@@ -90,13 +90,16 @@ def test_checked_values_are_converted():
 def test_every_key_of_overall_yaml_is_checked():
     import yaml
 
+    from recbole_llm.data.settings import DATA_KEYS
+    from recbole_llm.evaluation.settings import EVALUATION_KEYS
     from recbole_llm.model.settings import MODEL_KEYS
     from recbole_llm.profiles.settings import ProfileSettings
     from recbole_llm.properties import PROPERTIES_DIR
 
     with open(f"{PROPERTIES_DIR}/overall.yaml") as f:
         keys = set(yaml.safe_load(f))
-    assert keys <= set(MODEL_KEYS) | set(ProfileSettings.keys()) | {"dist_backend"}
+    checked = set(MODEL_KEYS) | set(EVALUATION_KEYS) | set(DATA_KEYS) | set(ProfileSettings.keys()) | {"dist_backend"}
+    assert keys <= checked
 
 
 def test_profile_settings_defaults_are_overall_yaml():

@@ -102,7 +102,9 @@ def test_predictions_are_the_base_models(tmp_path):
     interaction, *_ = next(iter(test_data))
     model.eval(), base.eval()
     assert torch.allclose(model.full_sort_predict(interaction), base.full_sort_predict(interaction))
-    assert type(model).predict is LightGCN.predict and type(model).full_sort_predict is LightGCN.full_sort_predict
+    # cold_start: none (the default) hands predict and full_sort_predict to the base unchanged.
+    pairs = {"user_id": interaction["user_id"], "item_id": torch.arange(1, len(interaction) + 1)}
+    assert torch.equal(model.predict(pairs), base.predict(pairs))
 
 
 def test_the_defaults_bound_the_alignments_cost_and_one_file_restores_rlmrecs_form(tmp_path):

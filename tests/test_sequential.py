@@ -2,7 +2,6 @@ r"""Sequential recommenders with RLM: SASRec_RLM, GRU4Rec_RLM, BERT4Rec_RLM and 
 
 import logging
 
-import numpy as np
 import pytest
 import torch
 from recbole.data import create_dataset, data_preparation
@@ -354,3 +353,12 @@ def test_sequential_rlm_defaults_cap_gens_reconstructions_and_a_user_setting_win
     assert Config(model="LightGCN_RLM", dataset="ml-100k", command_line=False)["mask_sample_size"] is None
     config = Config(model="GRU4Rec_RLM", dataset="ml-100k", config_dict={"mask_sample_size": None}, command_line=False)
     assert config["mask_sample_size"] is None
+
+
+def test_cold_start_is_refused_on_a_sequential_model():
+    # Sequential scoring is not a dot product of embedding rows: refused when the Config is built.
+    from recbole_llm import Config
+
+    for model in ("SASRec_RLM", "SASRec"):
+        with pytest.raises(ValueError, match=f"cold_start=knn: {model} is sequential"):
+            Config(model=model, dataset="ml-100k", config_dict={"cold_start": "knn"}, command_line=False)

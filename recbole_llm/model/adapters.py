@@ -19,6 +19,8 @@ An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddin
   embeddings are wider than their ego embeddings);
 - ``methods(base)``: methods that ``<Base>_RLM`` overrides in ``base`` (default none), e.g. an
   ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (SGL);
+- ``eval_embeddings(model)``: the (users, items) final embeddings outside training, which
+  cold-start scoring scores with (default: ``final_embeddings`` of ``model.forward()``);
 - ``loss_terms(losses, align_loss)``: the loss tuple ``calculate_loss`` returns (default: the base's
   terms, then the alignment; NCL keeps its prototype loss last, which NCLTrainer drops in warm-up).
 
@@ -87,6 +89,9 @@ class EmbeddingAdapter:
     def embedding_dim(self, model, config):
         return config["embedding_size"]
 
+    def eval_embeddings(self, model):
+        return self.final_embeddings(model, model.forward())
+
     def ego_dim(self, model, config):
         return config["embedding_size"]
 
@@ -133,6 +138,9 @@ class SGLAdapter(EmbeddingAdapter):
 
         return {"get_ego_embeddings": table_embeddings, "forward": forward}
 
+    def eval_embeddings(self, model):
+        return model.forward(model.train_graph)
+
 
 class EmbeddingTableAdapter(EmbeddingAdapter):
     r"""Matrix factorisation (BPR): the final embeddings are the embedding tables.
@@ -148,6 +156,9 @@ class EmbeddingTableAdapter(EmbeddingAdapter):
     def final_embeddings(self, model, output):
         if model.align == "gen":
             model.draw_reconstructed_nodes()
+        return model.user_embedding.weight, model.item_embedding.weight
+
+    def eval_embeddings(self, model):
         return model.user_embedding.weight, model.item_embedding.weight
 
 

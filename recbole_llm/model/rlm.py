@@ -13,6 +13,10 @@ Reference:
   before the step's propagation;
 - ``none``: the base alone.
 
+``cold_start`` (``knn``, ``projector``; default ``none``) scores users and items without training
+interactions from their profiles, in ``predict`` and ``full_sort_predict``:
+:mod:`recbole_llm.model.cold_start` (with ``align: none``, for the base model alone).
+
 ``calculate_loss`` returns the base's loss term(s) followed by ``align_weight * alignment``, so
 RecBole's trainer logs the alignment as its own loss column. The alignment reuses the embeddings of
 the step's first ``forward()`` call: it never propagates a second time.
@@ -28,6 +32,7 @@ import torch
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.model.adapters import DEFAULT_ADAPTER, adapter_for
 from recbole_llm.model.alignment import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, ContrastiveAlignment, GenerativeAlignment
+from recbole_llm.model.cold_start import ColdStartRecommender
 from recbole_llm.model.lookup import find_model
 
 RLM_SUFFIX = "_RLM"
@@ -42,7 +47,7 @@ class _Step:
         self.seeds = None
 
 
-class AlignedRecommender:
+class AlignedRecommender(ColdStartRecommender):
     r"""Mixin placed before the base class by :func:`rlm`; reads the alignment config keys (checked
     when the Config was built: :data:`recbole_llm.model.settings.MODEL_KEYS`) and the profile vectors
     (through the read-only :mod:`recbole_llm.data.loader`)."""
@@ -60,6 +65,9 @@ class AlignedRecommender:
         # One buffer, users then items (RecBole's node order): moves with .to(), is not trained, and
         # is not written to checkpoints (the profile store is its single source).
         self.register_buffer("node_profile", torch.cat([user_profile, item_profile]).to(self.device), persistent=False)
+        if self.align == "none":
+            self.init_cold_start(config, dataset, self.node_profile.cpu())
+            return
         self.align_weight = config["align_weight"] if config["align_weight"] is not None else DEFAULT_WEIGHT[self.align]
         temperature = (
             config["align_temperature"] if config["align_temperature"] is not None else DEFAULT_TEMPERATURE[self.align]
@@ -80,11 +88,12 @@ class AlignedRecommender:
             )
             self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)
+        self.init_cold_start(config, dataset, self.node_profile.cpu())
 
     @classmethod
     def reads_profiles(cls, config):
         r"""Whether a model of this config reads profile vectors (the entry points build them first)."""
-        return config["align"] != "none"
+        return config["align"] != "none" or config["cold_start"] != "none"
 
     @property
     def user_profile(self):

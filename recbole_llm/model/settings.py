@@ -10,6 +10,8 @@ ALIGNMENTS = ("con", "gen", "none")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
 ALIGNED_USERS = ("all", "profiled", "none")
+COLD_START = ("none", "knn", "projector")
+COLD_START_NORMS = ("none", "warm_mean")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -22,4 +24,8 @@ MODEL_KEYS = {
     "profile_reduce_dim": optional(integer(minimum=1)),
     "profile_missing": choice(*MISSING_POLICIES),
     "align_users": choice(*ALIGNED_USERS),
+    "cold_start": choice(*COLD_START),
+    "cold_start_k": integer(minimum=1),
+    "cold_start_norm": choice(*COLD_START_NORMS),
+    "cold_start_ridge": number(minimum=0, open_minimum=True),
 }
