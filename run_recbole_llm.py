@@ -5,7 +5,10 @@ With ``--params_file`` it searches hyperparameters instead (``--tool=hyperopt|ra
 """
 
 import argparse
+import sys
 
+from recbole_llm.checks import SettingError
+from recbole_llm.profiles.store import ProfileStoreError
 from recbole_llm.quick_start import run
 from recbole_llm.tuning import run_hyper, run_ray_tune
 
@@ -32,10 +35,14 @@ if __name__ == "__main__":
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     search = dict(params_file=args.params_file, config_file_list=config_file_list, algo=args.algo, max_evals=args.max_evals, output_file=args.output_file)
-    if args.params_file and args.tool == "ray":
-        run_ray_tune(args.model, args.dataset, **search, address=args.ray_address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
-    elif args.params_file:
-        run_hyper(args.model, args.dataset, **search)
-    else:
-        run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc, world_size=args.world_size,
-            ip=args.ip, port=args.port, group_offset=args.group_offset, checkpoint=args.checkpoint)
+    try:
+        if args.params_file and args.tool == "ray":
+            run_ray_tune(args.model, args.dataset, **search, address=args.ray_address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+        elif args.params_file:
+            run_hyper(args.model, args.dataset, **search)
+        else:
+            run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc, world_size=args.world_size,
+                ip=args.ip, port=args.port, group_offset=args.group_offset, checkpoint=args.checkpoint)
+    except (SettingError, ProfileStoreError) as e:  # a setting, a data file or the store: the message names it and the fix
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

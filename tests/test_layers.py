@@ -120,3 +120,11 @@ def test_a_profile_build_adds_a_few_lines_to_a_log_file(tmp_path):
     refreshes = [segment for segment in log.read_text().replace("\r", "\n").splitlines() if "profiles" in segment and "|" in segment]
     assert 1 <= len(refreshes) <= 4, refreshes  # one final state per kind (a bar refreshes at most every 30 s)
     assert len(log.read_text().splitlines()) <= 60  # RecBole's own config and dataset lines included
+
+
+def test_the_run_script_reports_a_bad_setting_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "run_recbole_llm.py"), "--model=LightGCN_RLM", "--mask_ratio=1.5"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "error: mask_ratio=1.5: must be a finite number > 0 and < 1" in out.stderr
+    assert not os.path.exists(tmp_path / "profiles")  # refused before any data was loaded or profile written
