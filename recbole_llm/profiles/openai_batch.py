@@ -87,6 +87,11 @@ class BatchLedger:
         ]
 
 
+def _message(error):
+    r"""The message of an error entry (``{"message": ...}`` or a bare string), or ``None``."""
+    return error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
+
+
 def _check_event(event):
     if not isinstance(event, dict) or event.get("event") not in ("uploaded", "submitted", "collected") or "file" not in event:
         raise ValueError("not a batch ledger event")
@@ -156,7 +161,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         body = response.get("body") or {}
         status = response.get("status_code")
         if status != 200:
-            error = (body.get("error") or {}).get("message") or (row.get("error") or {}).get("message") or "no answer"
+            error = _message(body.get("error")) or _message(row.get("error")) or "no answer"
             error = redact(f"HTTP {status}: {str(error)[:200]}", self.settings)
             # A request the server will never answer (400: e.g. past the context) is not sent again.
             transient = status is None or status in RETRYABLE_STATUS or status >= 500
