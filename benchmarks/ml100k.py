@@ -63,6 +63,16 @@ def train_one(model_name, extra, seed, config_overrides, profiles, config_files)
     config = Config(model=model_name, dataset="ml-100k", config_file_list=config_files,
                     config_dict={**BASE_CONFIG, **store, **config_overrides, **extra, "seed": seed},
                     command_line=False)  # the script's own options are not RecBole keys
+    test, best_valid, epoch_seconds = train_and_test(config)
+    shutil.rmtree(config["checkpoint_dir"])
+    metrics = {m: float(test[m]) for m in METRICS}
+    metrics["valid recall@20"] = float(best_valid["recall@20"])
+    return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
+
+
+def train_and_test(config):
+    r"""Train ``config``'s model as a run does (profiles prepared first), timing each training epoch;
+    returns the test result of the best-valid checkpoint, the best valid result, and the epochs' seconds."""
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
@@ -84,10 +94,7 @@ def train_one(model_name, extra, seed, config_overrides, profiles, config_files)
     trainer._train_epoch = timed_train_epoch
     _, best_valid = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    shutil.rmtree(config["checkpoint_dir"])
-    metrics = {m: float(test[m]) for m in METRICS}
-    metrics["valid recall@20"] = float(best_valid["recall@20"])
-    return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
+    return test, best_valid, epoch_seconds
 
 
 def _clock(device):

@@ -32,14 +32,10 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_logger, init_seed  # noqa: E402
 
-from recbole_llm import Config, get_model  # noqa: E402
-from recbole_llm.build import ensure_profiles  # noqa: E402
-from recbole_llm.trainer import get_trainer  # noqa: E402
+from recbole_llm import Config  # noqa: E402
 from common import parse_settings, parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
-from ml100k import _clock  # noqa: E402
+from ml100k import train_and_test  # noqa: E402
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (10, 20)]
 BACKBONES = ["SASRec", "GRU4Rec", "BERT4Rec"]
@@ -69,27 +65,7 @@ def train_one(model_name, extra, seed, config_overrides, profile_dir):
                     config_dict={**BASE_CONFIG, "profile_dir": profile_dir, "checkpoint_dir": checkpoint_dir,
                                  **config_overrides, **extra, "seed": seed},
                     command_line=False)  # the script's own options are not RecBole keys
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    ensure_profiles(config, train_data._dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    epoch_seconds = []
-    train_epoch = trainer._train_epoch
-    clock = _clock(config["device"])
-
-    def timed_train_epoch(*args, **kwargs):
-        start = clock()
-        result = train_epoch(*args, **kwargs)
-        epoch_seconds.append(clock() - start)
-        return result
-
-    trainer._train_epoch = timed_train_epoch
-    _, best_valid = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    test, best_valid, epoch_seconds = train_and_test(config)
     shutil.rmtree(checkpoint_dir)
     metrics = {m: float(test[m]) for m in METRICS}
     metrics["valid ndcg@10"] = float(best_valid["ndcg@10"])
