@@ -19,6 +19,14 @@ from recbole_llm.model.loss import info_nce
 
 DEFAULT_WEIGHT = {"con": 0.01, "gen": 0.1}
 DEFAULT_TEMPERATURE = {"con": 0.2, "gen": 0.5}
+
+
+def weight_and_temperature(config):
+    r"""``align_weight`` and ``align_temperature`` of ``config``; ``~`` means RLMRec's for its ``align``."""
+    align = config["align"]
+    weight = config["align_weight"] if config["align_weight"] is not None else DEFAULT_WEIGHT[align]
+    temperature = config["align_temperature"] if config["align_temperature"] is not None else DEFAULT_TEMPERATURE[align]
+    return weight, temperature
 # Con's in-batch InfoNCEs over at most this many rows are computed on the rows as they are, in one
 # batched product; over more, on the distinct ids weighted by their counts. Both give the same
 # value; on the CPU the first is ~0.4 ms faster at 64-128 rows (fewer operations), the second

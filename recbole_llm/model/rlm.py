@@ -31,7 +31,7 @@ import torch
 
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.model.adapters import DEFAULT_ADAPTER, adapter_for
-from recbole_llm.model.alignment import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, ContrastiveAlignment, GenerativeAlignment
+from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, weight_and_temperature
 from recbole_llm.model.cold_start import ColdStartRecommender
 from recbole_llm.model.lookup import find_model
 
@@ -68,10 +68,7 @@ class AlignedRecommender(ColdStartRecommender):
         if self.align == "none":
             self.init_cold_start(config, dataset, self.node_profile.cpu())
             return
-        self.align_weight = config["align_weight"] if config["align_weight"] is not None else DEFAULT_WEIGHT[self.align]
-        temperature = (
-            config["align_temperature"] if config["align_temperature"] is not None else DEFAULT_TEMPERATURE[self.align]
-        )
+        self.align_weight, temperature = weight_and_temperature(config)
         embedding_dim = self.rlm_adapter.embedding_dim(self, config)
         profile_dim = self.node_profile.shape[1]
         if self.align == "con":

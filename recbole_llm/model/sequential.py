@@ -31,7 +31,7 @@ from logging import getLogger
 import torch
 
 from recbole_llm.data.loader import profiles_with_presence
-from recbole_llm.model.alignment import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, ContrastiveAlignment, GenerativeAlignment
+from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, weight_and_temperature
 
 
 class SequenceStep:
@@ -65,10 +65,7 @@ class AlignedSequentialRecommender:
         self.register_buffer("user_profile", user_profile.to(self.device), persistent=False)
         self.register_buffer("item_profile", item_profile.to(self.device), persistent=False)
         self.register_buffer("aligned_users", self._aligned_users(user_present, dataset).to(self.device), persistent=False)
-        self.align_weight = config["align_weight"] if config["align_weight"] is not None else DEFAULT_WEIGHT[self.align]
-        temperature = (
-            config["align_temperature"] if config["align_temperature"] is not None else DEFAULT_TEMPERATURE[self.align]
-        )
+        self.align_weight, temperature = weight_and_temperature(config)
         embedding_dim = self.rlm_adapter.embedding_dim(self, config)
         profile_dim = item_profile.shape[1]
         if self.align == "con":
