@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_llm import Config  # noqa: E402
 from common import parse_settings, parse_variant  # noqa: E402  (benchmarks/, the script's own folder)
-from ml100k import train_and_test  # noqa: E402
+from ml100k import _read_records, train_and_test  # noqa: E402
 
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (10, 20)]
 BACKBONES = ["SASRec", "GRU4Rec", "BERT4Rec"]
@@ -70,16 +70,6 @@ def train_one(model_name, extra, seed, config_overrides, profile_dir):
     metrics = {m: float(test[m]) for m in METRICS}
     metrics["valid ndcg@10"] = float(best_valid["ndcg@10"])
     return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
-
-
-def _read_records(paths):
-    results = {}
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                run = json.loads(line)
-                results.setdefault(run["variant"], []).append((run["metrics"], run["sec"], run["epochs"], run["seed"]))
-    return results
 
 
 def main():
