@@ -7,6 +7,7 @@ from recbole.utils import init_seed
 
 from conftest import REPO, tiny_config_dict, tiny_data
 from recbole_llm import Config, get_model
+from recbole_llm.model.general_recommender.lightgcn import LightGCN as PluginLightGCN
 from recbole_llm.trainer import get_trainer
 
 
@@ -161,6 +162,53 @@ def test_lightgcn_rlm_trains_with_the_layer_sum(tmp_path, align):
     assert alignment.item() > 0 and model.user_embedding.weight.grad.abs().sum() > 0
 
 
-def test_unknown_layer_combination_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="layer_combination must be one of"):
-        make_model(tmp_path, model="LightGCN", layer_combination="max")
+@pytest.mark.parametrize("key, value", [("layer_combination", "max"), ("edge_dropout", 1.0), ("edge_dropout", -0.1), ("reg_scope", "params")])
+def test_bad_lightgcn_training_keys_are_refused_by_the_config(key, value):
+    with pytest.raises(ValueError, match=f"{key}="):
+        Config(model="LightGCN", dataset="ml-100k", config_dict={key: value}, command_line=False)
+
+
+def test_lightgcn_defaults_train_as_recboles_lightgcn(tmp_path):
+    config, model, train_data, *_ = make_model(tmp_path, model="LightGCN", reg_weight=0.1)
+    assert (config["edge_dropout"], config["reg_scope"]) == (0.0, "batch")
+    model.train()
+    assert model.training_adjacency() is model.norm_adj_matrix  # no random draw, RecBole's graph
+    interaction = next(iter(train_data))
+    assert torch.equal(model.calculate_loss(interaction), LightGCN.calculate_loss(model, interaction))
+
+
+def test_edge_dropout_drops_a_fresh_share_of_the_graph_while_training_only(tmp_path):
+    _, model, *_ = make_model(tmp_path, model="LightGCN", edge_dropout=0.2)
+    whole = model.norm_adj_matrix.coalesce()
+    values = dict(zip(map(tuple, whole.indices().T.tolist()), whole.values().tolist()))
+    model.train()
+    first, second = model.training_adjacency().coalesce(), model.training_adjacency().coalesce()
+    for sample in (first, second):
+        assert 0.7 * whole._nnz() < sample._nnz() < 0.9 * whole._nnz()
+        # The kept entries keep their values: not rescaled by 1 / 0.8 (RLMRec's SpAdjEdgeDrop).
+        kept = dict(zip(map(tuple, sample.indices().T.tolist()), sample.values().tolist()))
+        assert all(values[position] == value for position, value in kept.items())
+    assert not torch.equal(first.indices(), second.indices())  # a fresh draw per step
+    model.eval()
+    assert model.training_adjacency() is model.norm_adj_matrix
+    users, items = model.forward()
+    recbole_users, recbole_items = LightGCN.forward(model)
+    assert torch.equal(users, recbole_users) and torch.equal(items, recbole_items)
+
+
+@pytest.mark.parametrize("align", ["none", "gen"])
+def test_reg_scope_all_regularises_every_parameter(tmp_path, align):
+    model_name = "LightGCN" if align == "none" else "LightGCN_RLM"
+    _, model, train_data, *_ = make_model(tmp_path, model=model_name, align=align, reg_scope="all", reg_weight=0.5)
+    interaction = next(iter(train_data))
+    if align == "gen":
+        model.alignment.mask_token.data.fill_(3.0)  # the mask token is regularised too, as RLMRec's reg_params
+    model.eval()  # the same propagation for both sides (Gen masks only inside calculate_loss's step)
+    user_all, item_all = LightGCN.forward(model)
+    user = user_all[interaction["user_id"]]
+    bpr = model.mf_loss(
+        (user * item_all[interaction["item_id"]]).sum(1), (user * item_all[interaction["neg_item_id"]]).sum(1)
+    )
+    squares = sum(parameter.detach().square().sum().item() for parameter in model.parameters())
+    assert len(list(model.parameters())) == (2 if align == "none" else 2 + 1 + 4)  # tables; mask token, decoder
+    assert PluginLightGCN.calculate_loss(model, interaction).item() == pytest.approx(float(bpr) + 0.5 * squares, rel=1e-5)

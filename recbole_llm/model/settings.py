@@ -12,6 +12,8 @@ MISSING_POLICIES = ("error", "zero", "mean")
 ALIGNED_USERS = ("all", "profiled", "none")
 COLD_START = ("none", "knn", "projector")
 COLD_START_NORMS = ("none", "warm_mean")
+LAYER_COMBINATIONS = ("mean", "sum")
+REG_SCOPES = ("batch", "all")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -28,4 +30,8 @@ MODEL_KEYS = {
     "cold_start_k": integer(minimum=1),
     "cold_start_norm": choice(*COLD_START_NORMS),
     "cold_start_ridge": number(minimum=0, open_minimum=True),
+    # The plugin's LightGCN (properties/model/LightGCN.yaml): RecBole's training by default, RLMRec's on request.
+    "layer_combination": choice(*LAYER_COMBINATIONS),
+    "edge_dropout": number(minimum=0, maximum=1, open_maximum=True),
+    "reg_scope": choice(*REG_SCOPES),
 }

@@ -2,11 +2,11 @@ r"""
 Shared pieces of the plugin's graph recommenders
 ################################################
 
-Not a model: what SimGCL, GCCF, DCCF and AutoCF share.
+Not a model: what SimGCL, GCCF, DCCF and AutoCF share (and LightGCN's edge dropout).
 
 - :func:`normalized_adjacency` / :func:`symmetric_normalize`: the user-item graph
   ``D^{-1/2} A D^{-1/2}`` (optionally with self-loops, ``A + I``) as a torch sparse tensor, nodes
-  ordered users then items as in RecBole's LightGCN.
+  ordered users then items as in RecBole's LightGCN; :func:`drop_edges`: RLMRec's edge dropout.
 - :class:`GraphRecommender`: a RecBole ``GeneralRecommender`` with user/item embedding tables,
   the training graph, ``get_ego_embeddings()``, the BPR + L2 loss of the main view
   (:meth:`~GraphRecommender.bpr_loss`), and LightGCN's ``predict`` / ``full_sort_predict``. A model
@@ -36,6 +36,14 @@ def symmetric_normalize(rows, cols, n_nodes, values=None):
     inv_sqrt[torch.isinf(inv_sqrt)] = 0.0
     indices = torch.stack([rows, cols])
     return torch.sparse_coo_tensor(indices, inv_sqrt[rows] * values * inv_sqrt[cols], (n_nodes, n_nodes)).coalesce()
+
+
+def drop_edges(adjacency, ratio):
+    r"""``adjacency`` (sparse COO) without a random ``ratio`` share of its non-zeros, each dropped
+    independently; the kept values are not rescaled (RLMRec's ``SpAdjEdgeDrop``)."""
+    keep = torch.rand(adjacency._nnz(), device=adjacency.device) >= ratio
+    indices, values = adjacency._indices()[:, keep], adjacency._values()[keep]
+    return torch.sparse_coo_tensor(indices, values, adjacency.shape, check_invariants=False)
 
 
 def bipartite_edges(n_users, n_items, users, items, self_loop=False):
