@@ -2,10 +2,10 @@ import os
 
 import pytest
 import torch
+from conftest import REPO, tiny_config_dict, tiny_data
 from recbole.model.general_recommender import LightGCN
 from recbole.utils import init_seed
 
-from conftest import REPO, tiny_config_dict, tiny_data
 from recbole_llm import Config, get_model
 from recbole_llm.model.general_recommender.lightgcn import LightGCN as PluginLightGCN
 from recbole_llm.trainer import get_trainer
