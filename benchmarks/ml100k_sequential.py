@@ -14,6 +14,11 @@ The leave-one-out split does not depend on the seed, so all seeds share one prof
     OMP_NUM_THREADS=1 python benchmarks/ml100k_sequential.py --seeds 2020 2021 2022 --max-epochs 10
     OMP_NUM_THREADS=1 python benchmarks/ml100k_sequential.py --seeds 2020 --max-epochs 2   # speed only
     OMP_NUM_THREADS=1 python benchmarks/ml100k_sequential.py --variants GRU4Rec GRU4Rec_RLM:con:align_weight=0.1
+    OMP_NUM_THREADS=1 python benchmarks/ml100k_sequential.py --groups 30 60 150   # also NDCG/Recall@10 by sequence length
+
+``--groups`` adds the plugin's HistoryNDCG/HistoryRecall (``recbole_llm/evaluation/metrics.py``) with those
+bucket bounds: a user's history is their number of training rows (targets) of the leave-one-out
+split, i.e. their training sequence's length minus one.
 
 ``--record FILE`` appends each run (JSON lines); ``--table FILE ...`` prints the tables of them all.
 """
@@ -59,15 +64,23 @@ def backbone(variant):
     return parse_variant(variant)[0].removesuffix("_RLM")
 
 
-def train_one(model_name, extra, seed, config_overrides, profile_dir):
+def group_keys(buckets):
+    r"""Result keys of the history buckets of ``group_history_buckets: buckets`` at @10."""
+    bounds = [0] + list(buckets)
+    names = [f"{low + 1}-{high}" for low, high in zip(bounds, bounds[1:])] + [f"{bounds[-1] + 1}+"]
+    return [f"history{m}[{name}]@10" for m in ("ndcg", "recall") for name in names]
+
+
+def train_one(model_name, extra, seed, config_overrides, profile_dir, groups=None):
     checkpoint_dir = tempfile.mkdtemp(prefix="recbole_llm_bench_")
+    grouped = {"metrics": ["Recall", "NDCG", "HistoryRecall", "HistoryNDCG"], "group_history_buckets": groups} if groups else {}
     config = Config(model=model_name, dataset="ml-100k",
-                    config_dict={**BASE_CONFIG, "profile_dir": profile_dir, "checkpoint_dir": checkpoint_dir,
+                    config_dict={**BASE_CONFIG, **grouped, "profile_dir": profile_dir, "checkpoint_dir": checkpoint_dir,
                                  **config_overrides, **extra, "seed": seed},
                     command_line=False)  # the script's own options are not RecBole keys
     test, best_valid, epoch_seconds = train_and_test(config)
     shutil.rmtree(checkpoint_dir)
-    metrics = {m: float(test[m]) for m in METRICS}
+    metrics = {m: float(test[m]) for m in METRICS + (group_keys(groups) if groups else [])}
     metrics["valid ndcg@10"] = float(best_valid["ndcg@10"])
     return metrics, statistics.median(epoch_seconds), len(epoch_seconds)
 
@@ -81,6 +94,8 @@ def main():
     parser.add_argument("--set", nargs="*", default=[], help="extra config for all variants, key=value")
     parser.add_argument("--profiles", default=os.path.join("profiles", "ml-100k-sequential"),
                         help="profile store (default: %(default)s)")
+    parser.add_argument("--groups", nargs="+", type=int, metavar="BOUND",
+                        help="also test NDCG/Recall@10 by training-sequence length, buckets with these upper bounds")
     parser.add_argument("--record", help="append each run to this JSON-lines file")
     parser.add_argument("--table", nargs="+", metavar="FILE", help="print the tables of recorded runs, train nothing")
     args = parser.parse_args()
@@ -100,7 +115,7 @@ def main():
     for seed in args.seeds:
         for variant in args.variants:
             model, extra = parse_variant(variant)
-            metrics, sec, epochs = train_one(model, extra, seed, overrides, args.profiles)
+            metrics, sec, epochs = train_one(model, extra, seed, overrides, args.profiles, args.groups)
             results[variant].append((metrics, sec, epochs, seed))
             if args.record:
                 with open(args.record, "a") as f:
@@ -139,6 +154,19 @@ def print_tables(results, how):
                     gain = statistics.mean(r[0][metric] for r in runs) / statistics.mean(r[0][metric] for r in base) - 1
                     print(f"\n{variant}: test {metric} {gain:+.1%} over {name}", end="")
         print()
+        print_group_table(group)
+
+
+def print_group_table(group):
+    r"""Test NDCG@10 by training-sequence length (runs made with ``--groups``), mean over seeds."""
+    keys = [k for k in next(iter(group.values()))[0][0] if k.startswith("historyndcg[")]
+    if not keys:
+        return
+    print("\nTest NDCG@10 by training-sequence length (users per bucket: RecBole's leave-one-out test users)\n")
+    print("| variant | " + " | ".join(k[len("historyndcg["):-len("]@10")] for k in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for variant, runs in group.items():
+        print(f"| {variant} | " + " | ".join(_fmt([r[0][k] for r in runs]) for k in keys) + " |")
 
 
 def _seeds_above(runs, base):

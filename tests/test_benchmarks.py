@@ -63,3 +63,23 @@ def test_cold_benchmark_table_has_a_row_per_ranker_and_scoring(tmp_path, capsys)
     table = [line for line in lines if line.startswith("| ")]
     assert "0.0100 (0.0100 / 0.0100)" in table[1] and "| - |" in table[1] and "| 7 / 7 |" in table[2]
     assert "1.020 (+2.0%)" in lines[-1]
+
+
+def test_sequential_benchmark_prints_ndcg_by_sequence_length(capsys):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import ml100k_sequential
+    finally:
+        sys.path.pop(0)
+    keys = ml100k_sequential.group_keys([30, 60])
+    assert keys[:3] == ["historyndcg[1-30]@10", "historyndcg[31-60]@10", "historyndcg[61+]@10"]
+
+    def run(seed, scale):
+        metrics = {m: 0.1 * scale for m in ml100k_sequential.METRICS + ["valid ndcg@10"]}
+        metrics.update({key: (i + 1) / 10 * scale for i, key in enumerate(keys)})
+        return metrics, 1.0, 3, seed
+    ml100k_sequential.print_tables({"GRU4Rec": [run(1, 1), run(2, 1)], "GRU4Rec_RLM:gen": [run(1, 2), run(2, 2)]}, "test")
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("| variant | 1-30 | 31-60 | 61+ |")
+    assert lines[start + 2] == "| GRU4Rec | 0.1000 ± 0.0000 | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 |"
+    assert lines[start + 3] == "| GRU4Rec_RLM:gen | 0.2000 ± 0.0000 | 0.4000 ± 0.0000 | 0.6000 ± 0.0000 |"

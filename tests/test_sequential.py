@@ -364,3 +364,27 @@ def test_cold_start_is_refused_on_a_sequential_model():
     for model in ("SASRec_RLM", "SASRec"):
         with pytest.raises(ValueError, match=f"cold_start=knn: {model} is sequential"):
             Config(model=model, dataset="ml-100k", config_dict={"cold_start": "knn"}, command_line=False)
+
+
+def test_group_metrics_by_history_length_work_for_sequential_models(tmp_path):
+    # Metrics by sequence length: the group metrics' history buckets over a sequential split, where a
+    # user's training history is the number of training rows (targets) of their sequence.
+    config, model, train_data, valid_data, test_data = make_model(
+        tmp_path, "SASRec_RLM", align="con", metrics=["Recall", "NDCG", "HistoryRecall", "HistoryNDCG"],
+        group_history_buckets=[8, 12], metric_decimal_place=6,
+    )
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    counts = torch.bincount(train_data.dataset.inter_feat["user_id"], minlength=train_data.dataset.user_num)
+    history = counts[test_data.dataset.inter_feat["user_id"]]  # one test item per user (leave-one-out)
+    sizes = {"1-8": ((history >= 1) & (history <= 8)).sum().item(), "9-12": ((history >= 9) & (history <= 12)).sum().item(),
+             "13+": (history >= 13).sum().item()}
+    assert sum(sizes.values()) == len(history) and sizes["9-12"]  # the tiny users have 9 training rows each
+    for measure in ("recall", "ndcg"):
+        # Every tested user is in exactly one bucket: the buckets' means, weighted by their user counts,
+        # are the overall mean.
+        weighted = sum(size * result[f"history{measure}[{bucket}]@5"] for bucket, size in sizes.items() if size)
+        assert weighted / len(history) == pytest.approx(result[f"{measure}@5"], abs=1e-5)
+        assert all(result[f"history{measure}[{bucket}]@5"] != result[f"history{measure}[{bucket}]@5"]
+                   for bucket, size in sizes.items() if not size)  # nan: nobody in it
