@@ -17,7 +17,16 @@ nothing on disk, and is tested in ``tests/test_compat.py``.
    whose ``load`` defaults to ``weights_only=False``; :func:`load_checkpoint` does the same for
    recbole-llm's own ``load_data_and_model``. Only load checkpoints you wrote or trust: a pickle
    can run code.
+4. Autograd's anomaly detection, which importing RecBole's sequential models switches on for the
+   whole process (``recbole/model/sequential_recommender/sine.py`` calls
+   ``torch.autograd.set_detect_anomaly(True)`` at import). The plugin needs those models (its
+   adapters, ``SASRec_RLM`` ...), and in anomaly mode every backward node is checked for NaN
+   with a host sync: ~25% of a LightGCN training step on ml-100k, more with each loss term
+   added. They are imported here once, and the anomaly setting is put back as it was before:
+   a user who switched it on keeps it.
 """
+
+import importlib
 
 import types
 
@@ -58,6 +67,12 @@ class _CheckpointTorch(types.ModuleType):
         return torch.load(f, *args, **kwargs)
 
 
+def _import_keeping_anomaly_mode(module):
+    enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
+    importlib.import_module(module)
+    torch.autograd.set_detect_anomaly(enabled, check_nan)
+
+
 def apply():
     """Install the shims that this environment needs; safe to call any number of times."""
     for alias, name in NUMPY_ALIASES.items():
@@ -65,6 +80,8 @@ def apply():
             setattr(np, alias, getattr(np, name))
     if not hasattr(sp.dok_matrix, "_update"):
         sp.dok_matrix._update = _dok_update
+
+    _import_keeping_anomaly_mode("recbole.model.sequential_recommender")
 
     import recbole.trainer.trainer as recbole_trainer
 

@@ -50,3 +50,28 @@ def test_global_torch_load_still_refuses_arbitrary_pickles(tmp_path):
 def test_numpy_aliases_recbole_uses_exist_without_a_config():
     compat.apply()
     assert np.float is np.float_ and np.int is np.int_ and np.bool is np.bool_
+
+
+def _fresh_interpreter(code):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_recboles_sequential_models_switch_anomaly_detection_on_at_import():
+    # Why the shim exists (RecBole 1.2.1's sine.py); if a RecBole release drops it, so can the shim.
+    assert _fresh_interpreter(
+        "import torch; import recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())"
+    ) == ["True"]
+
+
+def test_the_plugins_models_train_without_anomaly_detection_and_a_users_choice_is_kept():
+    models = "from recbole_llm import get_model; [get_model(m) for m in ('LightGCN_RLM', 'SASRec_RLM', 'BERT4Rec', 'SINE')]"
+    assert _fresh_interpreter(f"import torch; import recbole_llm; {models}; print(torch.is_anomaly_enabled())") == ["False"]
+    assert _fresh_interpreter(
+        f"import torch; torch.autograd.set_detect_anomaly(True, check_nan=False); import recbole_llm; {models}; "
+        "print(torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())"
+    ) == ["True", "False"]
