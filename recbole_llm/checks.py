@@ -128,6 +128,11 @@ def optional(inner):
     return _Check(f"{inner.describe}, or ~", lambda value: None if value is None else inner(value))
 
 
+def keyword_or(word, inner):
+    r"""The string ``word``, or ``inner``."""
+    return _Check(f"{word} or {inner.describe}", lambda value: word if value == word else inner(value))
+
+
 def check(key, value, rule):
     r"""``rule(value)``, or :class:`SettingError` naming ``key`` and ``value``."""
     try:

@@ -112,7 +112,8 @@ def test_the_defaults_bound_the_alignments_cost_and_one_file_restores_rlmrecs_fo
     _, con, _, _, _ = make_model(tmp_path, align="con")
     _, gen, _, _, _ = make_model(tmp_path, align="gen")
     assert (con.alignment.user_negatives, con.alignment.sample_size, con.node_profile.shape[1]) == ("batch", 128, 64)
-    assert (gen.alignment.sample_size, gen.node_profile.shape[1]) == (128, 64)
+    # Gen reconstructs the whole vectors (profile_reduce_dim: auto): the tiny store's are 384-d.
+    assert (gen.alignment.sample_size, gen.node_profile.shape[1]) == (64, 384)
     exact = {"config_file_list": [os.path.join(REPO, "properties", "rlmrec-exact.yaml")]}
     config = Config(model="LightGCN_RLM", dataset="tiny", config_dict=tiny_config_dict(tmp_path), command_line=False, **exact)
     assert (config["align_user_negatives"], config["align_sample_size"], config["mask_sample_size"], config["profile_reduce_dim"]) == (

@@ -349,7 +349,7 @@ def test_runs_through_the_plugin_with_no_extra_keys_and_reloads(tmp_path, model)
 
 def test_sequential_rlm_defaults_cap_gens_reconstructions_and_a_user_setting_wins():
     assert Config(model="SASRec_RLM", dataset="ml-100k", command_line=False)["mask_sample_size"] == 512
-    assert Config(model="LightGCN_RLM", dataset="ml-100k", command_line=False)["mask_sample_size"] == 128  # the graph models' bound
+    assert Config(model="LightGCN_RLM", dataset="ml-100k", command_line=False)["mask_sample_size"] == 64  # the graph models' bound
     sequential = Config(model="SASRec_RLM", dataset="ml-100k", command_line=False)
     # Sequential Con keeps the form it was measured with (results/ml-100k-sequential.md).
     assert (sequential["align_user_negatives"], sequential["align_sample_size"], sequential["profile_reduce_dim"]) == ("all", None, None)

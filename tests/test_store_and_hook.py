@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_data
-from recbole_llm.data.loader import profile_tensors, reduce_profiles
+from recbole_llm.data.loader import profile_tensors, reduce_dim, reduce_profiles
 from recbole_llm.profiles.records import split_fingerprint
 from recbole_llm.profiles.store import ProfileStore, ProfileStoreError, text_sha
 
@@ -220,6 +220,13 @@ def test_a_reduce_dim_of_at_least_the_vectors_width_keeps_them_whole(dim, caplog
         reduced_user, reduced_item = reduce_profiles(user, item, dim, "my/store")
     assert reduced_user is user and reduced_item is item
     assert "the profile vectors of my/store have 5 dims already; used whole" in caplog.text
+
+
+@pytest.mark.parametrize("align, dim", [("con", 64), ("gen", None), ("none", 64)])
+def test_auto_reduce_dim_narrows_for_con_and_keeps_gens_whole(align, dim):
+    assert reduce_dim({"profile_reduce_dim": "auto", "align": align}) == dim
+    assert reduce_dim({"profile_reduce_dim": 16, "align": align}) == 16
+    assert reduce_dim({"profile_reduce_dim": None, "align": align}) is None
 
 
 def test_profile_tensors_reduce_when_asked(train, tmp_path):

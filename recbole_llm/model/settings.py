@@ -4,7 +4,7 @@ Checked once, when the :class:`~recbole_llm.config.Config` is built, before any 
 model reads them from the config in its ``__init__`` as RecBole's models do.
 """
 
-from recbole_llm.checks import choice, integer, number, optional
+from recbole_llm.checks import choice, integer, keyword_or, number, optional
 
 ALIGNMENTS = ("con", "gen", "none")
 USER_NEGATIVES = ("all", "batch")
@@ -23,7 +23,7 @@ MODEL_KEYS = {
     "mask_sample_size": optional(integer(minimum=2)),
     "align_user_negatives": choice(*USER_NEGATIVES),
     "align_sample_size": optional(integer(minimum=2)),
-    "profile_reduce_dim": optional(integer(minimum=1)),
+    "profile_reduce_dim": optional(keyword_or("auto", integer(minimum=1))),
     "profile_missing": choice(*MISSING_POLICIES),
     "align_users": choice(*ALIGNED_USERS),
     "cold_start": choice(*COLD_START),
