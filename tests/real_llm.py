@@ -93,11 +93,13 @@ def free_port():
 
 
 class LocalServer:
-    r"""``command`` (with ``{port}`` filled in) as a server process on 127.0.0.1, in its own process
+    r"""``command`` (with ``{port}`` filled in), server ``name``, as a process on 127.0.0.1, in its own process
     group; :meth:`start` returns once ``/v1/models`` answers 200, :meth:`stop` kills the group.
     ``model`` is the name the server answers to (``llm_model``); its output goes to ``log_path``."""
 
-    def __init__(self, command, model, log_path, env=None):
+    def __init__(self, name, command, model, log_path, request_line, env=None):
+        self.name = name
+        self.request_line = request_line  # what the server's log holds once per chat completion it answers
         self.port = free_port()
         self.command = [part.format(port=self.port) for part in command]
         self.model, self.log_path = model, str(log_path)
@@ -127,6 +129,19 @@ class LocalServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=60)
 
+    def requests_answered(self, quiet=15.0, timeout=600.0):
+        r"""The chat completions the log shows, once it has not grown for ``quiet`` seconds (a
+        request a killed client left in flight is still answered, and logged, by the server)."""
+        deadline, count, since = time.time() + timeout, -1, time.time()
+        while time.time() < deadline:
+            now = self.log_tail(chars=10**9).count(self.request_line)
+            if now != count:
+                count, since = now, time.time()
+            elif time.time() - since >= quiet:
+                return count
+            time.sleep(0.5)
+        raise RuntimeError(f"the server's log kept growing for {timeout} s")
+
     def log_tail(self, chars=1500):
         try:
             return open(self.log_path, encoding="utf-8", errors="replace").read()[-chars:]
@@ -151,7 +166,7 @@ def transformers_server(model_dir, log_path):
         raise Unavailable(f"no transformers command next to {sys.executable}")
     command = [executable, "serve", "--host", "127.0.0.1", "--port", "{port}", "--device", "cpu", "--dtype", "float32",
                "--log-level", "warning", model_dir]
-    return LocalServer(command, model_dir, log_path)
+    return LocalServer("transformers serve", command, model_dir, log_path, request_line="[Request received]")
 
 
 def llama_cpp_server(gguf, log_path, n_ctx=4096):
@@ -161,4 +176,4 @@ def llama_cpp_server(gguf, log_path, n_ctx=4096):
         raise Unavailable("llama-cpp-python is not installed (pip install 'llama-cpp-python[server]': a source build)")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", "{port}",
                "--n_ctx", str(n_ctx), "--n_threads", "1", "--n_threads_batch", "1"]
-    return LocalServer(command, gguf, log_path)
+    return LocalServer("llama_cpp.server", command, gguf, log_path, request_line='"POST /v1/chat/completions HTTP/1.1" 200')
