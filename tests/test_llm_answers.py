@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from openai_server import OpenAIServer
-from recbole_llm.profiles.llm import PROFILE_SCHEMA
+from recbole_llm.profiles.llm import PROFILE_SCHEMA, RESPONSE_FORMATS, SCHEMA_IN_JSON_MODE
 from recbole_llm.profiles.prompts import input_strings, parse_answer
 from recbole_llm.profiles.store import ProfileStore
 from test_llm_profiles import KEY, KEY_ENV, N_ITEMS, N_USERS, builder, llm_config
@@ -106,24 +106,52 @@ def test_a_server_that_refuses_the_schema_is_asked_without_it_once_and_for_all(k
         refused = [r for r in server.requests if r["endpoint"] == "chat" and b"response_format" in r["body"]]
         total = server.count("chat")
     assert summary["failed"] == {"item": 0, "user": 0} and summary["retried"] == {"item": 0, "user": 0}
-    assert len(refused) == 1 and total == N_ITEMS + N_USERS + 1  # one refusal, then never asked again
+    # The schema refused, then the schema in JSON mode, then never asked again.
+    assert [json.loads(r["body"])["response_format"] for r in refused] == [RESPONSE_FORMATS["json_schema"], SCHEMA_IN_JSON_MODE]
+    assert total == N_ITEMS + N_USERS + 2
     warnings = [r.getMessage() for r in caplog.records if "refused response_format" in r.getMessage()]
     assert len(warnings) == 1 and "HTTP 400" in warnings[0] and KEY not in caplog.text and "request key: ***" in warnings[0]
+    assert "json_schema, json_object with the schema" in warnings[0] and "asking without it" in warnings[0]
     records = ProfileStore(tmp_path / "profiles").read_records("item")
     assert all(r["profile"].startswith("Viewers who enjoy ") and "unparsed" not in r for r in records.values())
 
 
 def test_a_400_about_something_else_is_not_blamed_on_the_schema(key, tmp_path):
-    # The first request fails with the schema and again without it: that profile fails, and the
-    # schema is still asked for.
+    # The first request fails with the schema, with the schema in JSON mode, and without either:
+    # that profile fails, and the schema is still asked for.
     with OpenAIServer(api_key=KEY) as server:
-        server.script("chat", "400", "400")
+        server.script("chat", "400", "400", "400")
         b = builder(tmp_path, **llm_config(server, llm_concurrency=1))
         summary = b.build(limit=3)
         bodies = chat_bodies(server)
-    assert summary["failed"] == {"item": 1, "user": 0} and b.backend.response_format is not None
-    assert ["response_format" in body for body in bodies] == [True, False, True, True, True, True, True]
+    assert summary["failed"] == {"item": 1, "user": 0} and b.backend.response_format == RESPONSE_FORMATS["json_schema"]
+    assert [body.get("response_format") for body in bodies[:4]] == [RESPONSE_FORMATS["json_schema"], SCHEMA_IN_JSON_MODE, None,
+                                                                    RESPONSE_FORMATS["json_schema"]]
+    assert len(bodies) == 8 and all(body.get("response_format") == RESPONSE_FORMATS["json_schema"] for body in bodies[3:])
     assert "maximum context length" in next(iter(ProfileStore(b.store.path).read_failures("item").values()))["error"]
+
+
+def test_llama_cpp_python_refusing_the_schema_with_a_500_gets_it_in_json_mode(key, tmp_path, caplog):
+    # llama-cpp-python's server (0.3.x) answers a json_schema request with HTTP 500 and takes the
+    # schema inside JSON mode: not retried as a server error, but asked that way from then on.
+    with OpenAIServer(api_key=KEY, response_format="llama-cpp-python", unconstrained="prose") as server:
+        with caplog.at_level(logging.WARNING):
+            summary = builder(tmp_path, **llm_config(server, llm_concurrency=1)).build()
+        bodies = chat_bodies(server)
+    assert summary["failed"] == {"item": 0, "user": 0} and summary["retried"] == {"item": 0, "user": 0}
+    assert [b["response_format"] for b in bodies] == [RESPONSE_FORMATS["json_schema"]] + [SCHEMA_IN_JSON_MODE] * (N_ITEMS + N_USERS)
+    warnings = [r.getMessage() for r in caplog.records if "refused response_format" in r.getMessage()]
+    assert len(warnings) == 1 and "HTTP 500" in warnings[0] and "asking with json_object with the schema" in warnings[0]
+
+
+def test_a_server_error_that_does_not_name_response_format_is_retried_not_blamed_on_it(key, tmp_path):
+    with OpenAIServer(api_key=KEY) as server:
+        server.script("chat", "500")
+        b = builder(tmp_path, **llm_config(server, llm_concurrency=1, llm_backoff_base=0.01))
+        summary = b.build(limit=1)
+        bodies = chat_bodies(server)
+    assert summary["failed"] == {"item": 0, "user": 0} and summary["retried"]["item"] == 1
+    assert all(body["response_format"] == RESPONSE_FORMATS["json_schema"] for body in bodies)
 
 
 @pytest.mark.parametrize("choice", ["fail", "keep_raw"])

@@ -3,8 +3,9 @@ causal LM). Both follow the backend interface of :mod:`recbole_llm.profiles.back
 
 Both send the RLMRec-shaped prompts of :mod:`recbole_llm.profiles.prompts` and parse the JSON answer
 ``{"summarization", "reasoning"}``. The ``openai`` writer asks the server for exactly that JSON
-(``llm_response_format``: a JSON schema, which OpenAI, vLLM and llama.cpp's server enforce) and asks
-without it from then on when the server refuses it. An unparseable answer is asked again (sampling,
+(``llm_response_format``: a JSON schema, which OpenAI, vLLM and llama.cpp's server enforce); a
+server that refuses it is asked with the schema inside JSON mode (llama-cpp-python's way), then
+without structured output, and keeps the first it answers. An unparseable answer is asked again (sampling,
 so that the retry can differ) up to ``llm_parse_retries`` times, then reported as a failed profile,
 or with ``llm_unparsed: keep_raw`` kept as it is and marked ``unparsed``: a failure never stops the
 build, except a server that refuses every request (wrong key, model or URL).
@@ -43,6 +44,29 @@ RESPONSE_FORMATS = {
     "json_object": {"type": "json_object"},
     "none": None,
 }
+# The schema inside JSON mode: how llama.cpp's servers take a schema (llama-cpp-python's server,
+# 0.3.x, knows no "json_schema" type: it answers that request with HTTP 500).
+SCHEMA_IN_JSON_MODE = {"type": "json_object", "schema": PROFILE_SCHEMA}
+# What is asked, in order, of a server that refuses the structured output of the step before.
+FORMAT_FALLBACKS = {
+    "json_schema": (RESPONSE_FORMATS["json_schema"], SCHEMA_IN_JSON_MODE, None),
+    "json_object": (RESPONSE_FORMATS["json_object"], None),
+    "none": (None,),
+}
+
+
+def format_name(response_format):
+    if response_format is None:
+        return "none"
+    return response_format["type"] + (" with the schema" if "schema" in response_format else "")
+
+
+def refuses_response_format(error):
+    r"""Whether an HTTP error may be the server refusing the ``response_format`` it was sent: a 400
+    or 422 (what it is about is found by asking without it), or a 5xx that names the field
+    (llama-cpp-python's server answers its own validation errors with 500)."""
+    status = getattr(error, "status_code", None)
+    return status in (400, 422) or (status is not None and status >= 500 and "response_format" in str(error))
 
 
 class GenerationStats:
@@ -123,9 +147,15 @@ class OpenAIBackend(LLMBackend):
     def __init__(self, settings):
         super().__init__(settings)
         self.concurrency = settings.llm_concurrency
-        self.response_format = RESPONSE_FORMATS[settings.llm_response_format]
+        self.formats = FORMAT_FALLBACKS[settings.llm_response_format]
+        self._format_step = 0  # into formats: moved on when a server refuses one (never back)
         self._format_lock = threading.Lock()
         self._client = None
+
+    @property
+    def response_format(self):
+        r"""The structured output asked for now (``None``: none)."""
+        return self.formats[self._format_step]
 
     def client(self):
         r"""One client for all requests of this backend: its connections are reused (keep-alive)."""
@@ -165,26 +195,37 @@ class OpenAIBackend(LLMBackend):
         return self.unparsed(text, problem)
 
     def _complete(self, client, messages, attempt):
-        r"""One answer; with the structured output asked for, and, if the server refuses that
-        (HTTP 400/422) but answers the same request without it, without it from now on."""
-        response_format = self.response_format
-        if response_format is None:
-            return self._create(client, messages, attempt, None)
+        r"""One answer, with the structured output asked for now. A server that refuses it (see
+        :func:`refuses_response_format`) is asked the same request with the next one of
+        :data:`FORMAT_FALLBACKS`; the first that it answers is asked from then on. A refusal of the
+        last one (no structured output) is this request's own error: the format stays as it was."""
         import openai
 
-        try:
-            return self._create(client, messages, attempt, response_format)
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as refusal:
-            text = self._create(client, messages, attempt, None)  # raises if the 400 was about something else
-            with self._format_lock:
-                if self.response_format is not None:
-                    self.response_format = None
-                    self.logger.warning(
-                        f"{self.settings.llm_base_url or 'the server'} refused response_format "
-                        f"{response_format['type']} ({describe_error(refusal, self.settings)}); asking without it "
-                        "from now on (llm_response_format: none skips the try)"
-                    )
+        step, refusal = self._format_step, None
+        while True:
+            response_format = self.formats[step]
+            try:
+                text = self._create(client, messages, attempt, response_format)
+            except openai.APIStatusError as error:
+                if response_format is None or not refuses_response_format(error):
+                    raise
+                refusal, step = refusal or error, step + 1
+                continue
+            if refusal is not None:
+                self._fall_back(step, refusal)
             return text
+
+    def _fall_back(self, step, refusal):
+        with self._format_lock:
+            if step <= self._format_step:  # another request got there first
+                return
+            refused, self._format_step = self.formats[self._format_step : step], step
+        now = self.formats[step]
+        self.logger.warning(
+            f"{self.settings.llm_base_url or 'the server'} refused response_format "
+            f"{', '.join(format_name(f) for f in refused)} ({describe_error(refusal, self.settings)}); asking "
+            f"{'with ' + format_name(now) if now else 'without it'} from now on (llm_response_format: none skips the try)"
+        )
 
     def _create(self, client, messages, attempt, response_format):
         options = {}
