@@ -25,6 +25,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.data.transform import construct_transform  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_llm import Config, get_model  # noqa: E402
@@ -54,6 +55,8 @@ def time_backbone(base, variants, args):
     configs = [config_for(name, extra, args) for name, extra in specs]
     init_seed(args.seed, True)
     train = data_preparation(configs[0], create_dataset(configs[0]))[0]
+    for config in configs[1:]:
+        construct_transform(config)  # the keys a transform adds to its config (BERT4Rec's MASK_ITEM_SEQ ...)
     for config in configs:
         ensure_profiles(config, train._dataset)
     batches = [batch for _, batch in zip(range(args.steps), train)]

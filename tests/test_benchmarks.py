@@ -33,6 +33,24 @@ def test_step_speed_prints_a_row_per_backbone_with_ratios_to_the_base(tmp_path):
             assert (ms - 0.05) / (base + 0.05) - 0.005 <= ratio <= (ms + 0.05) / (base - 0.05) + 0.005
 
 
+def test_step_speed_times_bert4rec_whose_transform_sets_config_keys(tmp_path):
+    # BERT4Rec's dataloader transform adds MASK_ITEM_SEQ to the config it is built from; every
+    # variant's config needs it, not only the one the data was prepared with.
+    command = [
+        sys.executable,
+        os.path.join(REPO, "benchmarks", "step_speed.py"),
+        "--dataset", "tiny", "--models", "BERT4Rec", "--variants", "con", "gen", "--steps", "1", "--rounds", "1",
+        "--profiles", str(tmp_path / "profiles"),
+        "--set", f"data_path={FIXTURES}", "hidden_size=8", "inner_size=16", "n_heads=2", "train_batch_size=16",
+        "load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}",
+        "eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'full'}",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| BERT4Rec")]
+    assert len(rows) == 1 and len(rows[0].split("|")[2:-1]) == 3
+
+
 def test_alignment_cost_times_each_sample_size(tmp_path):
     command = [sys.executable, os.path.join(REPO, "benchmarks", "alignment_cost.py"), "--sample-sizes", "8", "32",
                "--users", "20", "--items", "30", "--batch", "64", "--steps", "2", "--rounds", "2"]  # fmt: skip
