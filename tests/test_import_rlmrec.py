@@ -444,6 +444,7 @@ def test_model_property_file(dataset, name):
     assert config["embedding_size"] == 32 and config["seed"] == 2023
     if model.startswith("LightGCN"):
         assert config["layer_combination"] == "sum"  # RLMRec's LightGCN
+        assert (config["edge_dropout"], config["reg_scope"]) == (0.2, "all")  # its keep_rate 0.8 and reg_params
     if "align" in keys:
         assert name.endswith(config["align"])
 
