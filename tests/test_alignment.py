@@ -244,3 +244,23 @@ def test_generative_sample_keeps_the_cost_fixed():
         _, seeds = align.mask(nodes, torch.arange(n_nodes))
         align(nodes, profiles, seeds)
     assert decoded == [16, 16]
+
+
+@pytest.mark.parametrize("bias_init", ["zeros", "pytorch"])
+def test_mlp_biases_start_at_zero_or_at_pytorchs_default_as_rlmrec(bias_init):
+    torch.manual_seed(0)
+    con = ContrastiveAlignment(profile_dim=48, embedding_dim=16, temperature=0.2, bias_init=bias_init)
+    gen = GenerativeAlignment(embedding_dim=16, profile_dim=48, temperature=0.5, mask_ratio=0.2, bias_init=bias_init)
+    for mlp in (con.projector, gen.decoder):
+        for layer in (mlp[0], mlp[2]):
+            bound = 1 / math.sqrt(layer.in_features)  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            if bias_init == "zeros":
+                assert torch.all(layer.bias == 0)
+            else:
+                assert layer.bias.abs().max() <= bound and layer.bias.abs().max() > bound / 2 and layer.bias.std() > 0
+            weight_bound = math.sqrt(6 / (layer.in_features + layer.out_features))  # Xavier either way
+            assert layer.weight.abs().max() <= weight_bound
+
+
+def test_default_bias_init_is_zeros():
+    assert ContrastiveAlignment(8, 4, 0.2).projector[0].bias.abs().sum() == 0

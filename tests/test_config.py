@@ -60,6 +60,7 @@ def test_aligned_models_default_to_a_longer_patience():
     ("align_sample_size", 2.5, "an integer >= 2"),
     ("align_user_negatives", "sampled", "one of all, batch"),
     ("profile_reduce_dim", 0, "an integer >= 1"),
+    ("align_bias_init", "xavier", "one of zeros, pytorch"),
     ("profile_missing", "skip", "one of error, zero, mean"),
     ("llm_backend", "gpt", "one of template, openai, openai-batch, hf"),
     ("llm_response_format", "xml", "one of json_schema, json_object, none"),

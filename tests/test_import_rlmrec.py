@@ -447,6 +447,7 @@ def test_model_property_file(dataset, name):
         assert (config["edge_dropout"], config["reg_scope"]) == (0.2, "all")  # its keep_rate 0.8 and reg_params
     if "align" in keys:
         assert name.endswith(config["align"])
+        assert config["align_bias_init"] == "pytorch"  # RLMRec's MLPs keep PyTorch's default biases
 
 
 def test_force_with_a_bad_embedder_keeps_the_old_store(tmp_path):

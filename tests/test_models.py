@@ -213,3 +213,11 @@ def test_reg_scope_all_regularises_every_parameter(tmp_path, align):
     squares = sum(parameter.detach().square().sum().item() for parameter in model.parameters())
     assert len(list(model.parameters())) == (2 if align == "none" else 2 + 1 + 4)  # tables; mask token, decoder
     assert PluginLightGCN.calculate_loss(model, interaction).item() == pytest.approx(float(bpr) + 0.5 * squares, rel=1e-5)
+
+
+@pytest.mark.parametrize("align", ["con", "gen"])
+def test_align_bias_init_reaches_the_alignment_mlp(tmp_path, align):
+    _, zeros, *_ = make_model(tmp_path, align=align)
+    _, rlmrecs, *_ = make_model(tmp_path, align=align, align_bias_init="pytorch")
+    mlp = {"con": lambda model: model.alignment.projector, "gen": lambda model: model.alignment.decoder}[align]
+    assert mlp(zeros)[0].bias.abs().sum() == 0 and mlp(rlmrecs)[0].bias.abs().sum() > 0

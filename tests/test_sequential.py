@@ -388,3 +388,8 @@ def test_group_metrics_by_history_length_work_for_sequential_models(tmp_path):
         assert weighted / len(history) == pytest.approx(result[f"{measure}@5"], abs=1e-5)
         assert all(result[f"history{measure}[{bucket}]@5"] != result[f"history{measure}[{bucket}]@5"]
                    for bucket, size in sizes.items() if not size)  # nan: nobody in it
+
+
+def test_align_bias_init_reaches_a_sequential_models_alignment(tmp_path):
+    _, model, *_ = make_model(tmp_path, "SASRec_RLM", align="gen", align_bias_init="pytorch")
+    assert model.alignment.decoder[0].bias.abs().sum() > 0

@@ -44,12 +44,15 @@ def _in_batch_info_nce(anchor, target, counts, temperature):
     return (info_nce(anchor, target, temperature, candidate_log_weight=counts.log()) * counts).sum()
 
 
-def _mlp(in_dim, out_dim):
+def _mlp(in_dim, out_dim, bias_init="zeros"):
+    r"""``Linear -> LeakyReLU -> Linear`` with Xavier weights; biases zero, or (``"pytorch"``, as
+    RLMRec's MLPs) left at PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
     hidden = (in_dim + out_dim) // 2
     mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
     for layer in (mlp[0], mlp[2]):
         nn.init.xavier_uniform_(layer.weight)
-        nn.init.zeros_(layer.bias)
+        if bias_init == "zeros":
+            nn.init.zeros_(layer.bias)
     return mlp
 
 
@@ -66,12 +69,12 @@ class ContrastiveAlignment(nn.Module):
     sample takes a faster, stacked form of the same loss (see ``STACKED_MAX_ROWS``).
     """
 
-    def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None):
+    def __init__(self, profile_dim, embedding_dim, temperature, user_negatives="all", sample_size=None, bias_init="zeros"):
         super().__init__()
         self.temperature = temperature
         self.user_negatives = user_negatives
         self.sample_size = sample_size
-        self.projector = _mlp(profile_dim, embedding_dim)
+        self.projector = _mlp(profile_dim, embedding_dim, bias_init)
 
     def forward(self, user_all, item_all, user, pos_item, neg_item, user_profile, item_profile):
         r"""Args: ``user_all, item_all`` the step's final CF embeddings of all users / items;
@@ -159,17 +162,18 @@ class GenerativeAlignment(nn.Module):
     the masked nodes it uses (a uniform sample; they are also each other's negatives).
     """
 
-    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio, ego_dim=None, sample_size=None):
+    def __init__(self, embedding_dim, profile_dim, temperature, mask_ratio, ego_dim=None, sample_size=None, bias_init="zeros"):
         r"""``embedding_dim``: width of the final embeddings the decoder reads; ``ego_dim``: width of
         the ego embeddings the mask token replaces (default ``embedding_dim``; wider final
         embeddings come from bases that concatenate layers, e.g. NGCF); ``sample_size``: most masked
-        nodes reconstructed per step (``None``: all, as RLMRec)."""
+        nodes reconstructed per step (``None``: all, as RLMRec); ``bias_init``: the decoder's biases
+        (:func:`_mlp`)."""
         super().__init__()
         self.temperature = temperature
         self.mask_ratio = mask_ratio
         self.sample_size = sample_size
         self.mask_token = nn.Parameter(torch.zeros(1, ego_dim or embedding_dim))
-        self.decoder = _mlp(embedding_dim, profile_dim)
+        self.decoder = _mlp(embedding_dim, profile_dim, bias_init)
 
     def draw(self, candidates):
         r"""A random ``mask_ratio`` share (at least one) of ``candidates`` (node ids), in random order."""

@@ -73,7 +73,8 @@ class AlignedRecommender(ColdStartRecommender):
         profile_dim = self.node_profile.shape[1]
         if self.align == "con":
             self.alignment = ContrastiveAlignment(
-                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"]
+                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"],
+                config["align_bias_init"],
             )
         else:
             ego_method = self.rlm_adapter.ego_method
@@ -81,7 +82,8 @@ class AlignedRecommender(ColdStartRecommender):
                 raise ValueError(f"align=gen needs the ego embeddings of {type(self).__name__}; its adapter has no ego_method")
             ego_dim = self.rlm_adapter.ego_dim(self, config)
             self.alignment = GenerativeAlignment(
-                embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim, config["mask_sample_size"]
+                embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim, config["mask_sample_size"],
+                config["align_bias_init"],
             )
             self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)

@@ -70,7 +70,8 @@ class AlignedSequentialRecommender:
         profile_dim = item_profile.shape[1]
         if self.align == "con":
             self.alignment = ContrastiveAlignment(
-                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"]
+                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"],
+                config["align_bias_init"],
             )
             # Each user's place among the user InfoNCE's candidates (align_user_negatives: all).
             candidate_index = torch.full((len(user_profile),), -1, dtype=torch.long)
@@ -78,7 +79,8 @@ class AlignedSequentialRecommender:
             self.register_buffer("user_candidate_index", candidate_index.to(self.device), persistent=False)
         else:
             self.alignment = GenerativeAlignment(
-                embedding_dim, profile_dim, temperature, config["mask_ratio"], embedding_dim, config["mask_sample_size"]
+                embedding_dim, profile_dim, temperature, config["mask_ratio"], embedding_dim, config["mask_sample_size"],
+                config["align_bias_init"],
             )
             if not self.rlm_adapter.masks_itself:
                 self.rlm_adapter.input_embedding(self).register_forward_hook(self._mask_input_items)

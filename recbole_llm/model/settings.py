@@ -7,6 +7,7 @@ model reads them from the config in its ``__init__`` as RecBole's models do.
 from recbole_llm.checks import choice, integer, keyword_or, number, optional
 
 ALIGNMENTS = ("con", "gen", "none")
+BIAS_INITS = ("zeros", "pytorch")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
 ALIGNED_USERS = ("all", "profiled", "none")
@@ -26,6 +27,7 @@ MODEL_KEYS = {
     "profile_reduce_dim": optional(keyword_or("auto", integer(minimum=1))),
     "profile_missing": choice(*MISSING_POLICIES),
     "align_users": choice(*ALIGNED_USERS),
+    "align_bias_init": choice(*BIAS_INITS),
     "cold_start": choice(*COLD_START),
     "cold_start_k": integer(minimum=1),
     "cold_start_norm": choice(*COLD_START_NORMS),
