@@ -202,3 +202,19 @@ class GenerativeAlignment(nn.Module):
         r"""The decoded ``embeddings`` [M, d] against the candidate ``profiles`` [C, d_s]; row m's
         own profile is ``profiles[positive[m]]`` (default: ``profiles[m]``)."""
         return info_nce(self.decoder(embeddings), profiles, self.temperature, positive=positive).mean()
+
+
+def alignment_from_config(config, profile_dim, embedding_dim, ego_dim=None):
+    r"""The ``align`` of ``config`` (``con`` or ``gen``) as a module, with every alignment key of the
+    config read here, and its weight: ``(align_weight, module)``. ``ego_dim``: see
+    :class:`GenerativeAlignment`."""
+    weight, temperature = weight_and_temperature(config)
+    if config["align"] == "con":
+        return weight, ContrastiveAlignment(
+            profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"],
+            config["align_bias_init"],
+        )
+    return weight, GenerativeAlignment(
+        embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim, config["mask_sample_size"],
+        config["align_bias_init"],
+    )

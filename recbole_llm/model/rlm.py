@@ -31,7 +31,7 @@ import torch
 
 from recbole_llm.data.loader import profile_tensors
 from recbole_llm.model.adapters import DEFAULT_ADAPTER, adapter_for
-from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, weight_and_temperature
+from recbole_llm.model.alignment import alignment_from_config
 from recbole_llm.model.cold_start import ColdStartRecommender
 from recbole_llm.model.lookup import find_model
 
@@ -68,23 +68,16 @@ class AlignedRecommender(ColdStartRecommender):
         if self.align == "none":
             self.init_cold_start(config, dataset, self.node_profile.cpu())
             return
-        self.align_weight, temperature = weight_and_temperature(config)
-        embedding_dim = self.rlm_adapter.embedding_dim(self, config)
-        profile_dim = self.node_profile.shape[1]
-        if self.align == "con":
-            self.alignment = ContrastiveAlignment(
-                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"],
-                config["align_bias_init"],
-            )
-        else:
+        ego_dim = None
+        if self.align == "gen":
             ego_method = self.rlm_adapter.ego_method
             if ego_method is None or not hasattr(type(self), ego_method):
                 raise ValueError(f"align=gen needs the ego embeddings of {type(self).__name__}; its adapter has no ego_method")
             ego_dim = self.rlm_adapter.ego_dim(self, config)
-            self.alignment = GenerativeAlignment(
-                embedding_dim, profile_dim, temperature, config["mask_ratio"], ego_dim, config["mask_sample_size"],
-                config["align_bias_init"],
-            )
+        self.align_weight, self.alignment = alignment_from_config(
+            config, self.node_profile.shape[1], self.rlm_adapter.embedding_dim(self, config), ego_dim
+        )
+        if self.align == "gen":
             self.register_buffer("mask_candidates", self._real_nodes(dataset).to(self.device), persistent=False)
         self.alignment.to(self.device)
         self.init_cold_start(config, dataset, self.node_profile.cpu())

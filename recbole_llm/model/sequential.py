@@ -31,7 +31,7 @@ from logging import getLogger
 import torch
 
 from recbole_llm.data.loader import profiles_with_presence
-from recbole_llm.model.alignment import ContrastiveAlignment, GenerativeAlignment, weight_and_temperature
+from recbole_llm.model.alignment import alignment_from_config
 
 
 class SequenceStep:
@@ -65,25 +65,16 @@ class AlignedSequentialRecommender:
         self.register_buffer("user_profile", user_profile.to(self.device), persistent=False)
         self.register_buffer("item_profile", item_profile.to(self.device), persistent=False)
         self.register_buffer("aligned_users", self._aligned_users(user_present, dataset).to(self.device), persistent=False)
-        self.align_weight, temperature = weight_and_temperature(config)
-        embedding_dim = self.rlm_adapter.embedding_dim(self, config)
-        profile_dim = item_profile.shape[1]
+        self.align_weight, self.alignment = alignment_from_config(
+            config, item_profile.shape[1], self.rlm_adapter.embedding_dim(self, config)
+        )
         if self.align == "con":
-            self.alignment = ContrastiveAlignment(
-                profile_dim, embedding_dim, temperature, config["align_user_negatives"], config["align_sample_size"],
-                config["align_bias_init"],
-            )
             # Each user's place among the user InfoNCE's candidates (align_user_negatives: all).
             candidate_index = torch.full((len(user_profile),), -1, dtype=torch.long)
             candidate_index[self.aligned_users] = torch.arange(len(self.aligned_users))
             self.register_buffer("user_candidate_index", candidate_index.to(self.device), persistent=False)
-        else:
-            self.alignment = GenerativeAlignment(
-                embedding_dim, profile_dim, temperature, config["mask_ratio"], embedding_dim, config["mask_sample_size"],
-                config["align_bias_init"],
-            )
-            if not self.rlm_adapter.masks_itself:
-                self.rlm_adapter.input_embedding(self).register_forward_hook(self._mask_input_items)
+        elif not self.rlm_adapter.masks_itself:
+            self.rlm_adapter.input_embedding(self).register_forward_hook(self._mask_input_items)
         self.alignment.to(self.device)
 
     @classmethod
