@@ -1,8 +1,9 @@
 r"""Parity of the plugin's RLMRec gains with the original RLMRec code (HKUDS/RLMRec) on the same data.
 
-Both sides train LightGCN, its Con form and its Gen form with RLMRec's Amazon-book hyperparameters
-on the SAME split files and the SAME profile vectors, over several seeds; one markdown table shows
-test Recall@20 / NDCG@20 (mean ± std, per seed), epochs, and each side's gain over its own base.
+Both sides train a backbone (``--backbones``: LightGCN, SGL), its Con form and its Gen form with
+RLMRec's Amazon-book hyperparameters on the SAME split files and the SAME profile vectors, over
+several seeds; one markdown table shows test Recall@20 / NDCG@20 (mean ± std, per seed), epochs, and
+each side's gain over its own base.
 
 * Splits of RecBole's bundled ml-100k, per user at random (``--split-seed``): ``dense`` 80/10/10,
   ``sparse`` 15/10/75 (as benchmarks/configs/ml-100k-sparse.yaml). Each is written from one list
@@ -15,17 +16,18 @@ test Recall@20 / NDCG@20 (mean ± std, per seed), epochs, and each side's gain o
   ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``.
 * Original: a copy of ``--rlmrec-dir``'s ``encoder/`` (HKUDS/RLMRec at commit 2241375) with
   benchmarks/rlmrec_parity/rlmrec-cpu.patch applied (CPU, ``--data_dir``); models lightgcn,
-  lightgcn_plus (Con), lightgcn_gene (Gen), run as ``--dataset amazon`` so that the models read
-  their ``amazon:`` hyperparameters. Its final test line is parsed.
-* Plugin: LightGCN / LightGCN_RLM (con, gen) with properties/rlmrec/amazon-book/*.yaml and the
-  protocol in benchmarks/rlmrec_parity/protocol.yaml; ``--plugin-set key=value ...`` adds keys to
-  every plugin run (its side is then labelled ``plugin[key=value ...]``).
+  lightgcn_plus (Con), lightgcn_gene (Gen) and sgl, sgl_plus, sgl_gene, run as ``--dataset amazon``
+  so that the models read their ``amazon:`` hyperparameters. Its final test line is parsed.
+* Plugin: LightGCN / LightGCN_RLM and SGL / SGL_RLM (con, gen) with
+  properties/rlmrec/amazon-book/*.yaml and the protocol in benchmarks/rlmrec_parity/protocol.yaml;
+  ``--plugin-set key=value ...`` adds keys to every plugin run (its side is then labelled
+  ``plugin[key=value ...]``).
 
     git clone https://github.com/HKUDS/RLMRec && git -C RLMRec checkout 2241375
     OMP_NUM_THREADS=1 python benchmarks/rlmrec_parity.py --rlmrec-dir RLMRec --record parity.jsonl \
         --splits dense sparse --seeds 2020 2021 2022 --sides original plugin
-    OMP_NUM_THREADS=1 python benchmarks/rlmrec_parity.py --record parity.jsonl --sides plugin \
-        --plugin-set edge_dropout=0.2 reg_scope=all
+    OMP_NUM_THREADS=1 python benchmarks/rlmrec_parity.py --rlmrec-dir RLMRec --record parity.jsonl \
+        --backbones sgl --splits sparse
     python benchmarks/rlmrec_parity.py --table parity.jsonl
 
 Each finished run is appended to ``--record`` at once (a killed run loses nothing), and runs already
@@ -33,6 +35,8 @@ recorded there are skipped, so the same command resumes. One process, one thread
 """
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -68,12 +72,20 @@ MATRIX_FILES = {"train": "trn_mat.pkl", "valid": "val_mat.pkl", "test": "tst_mat
 VECTOR_FILES = {"user": "usr_emb_np.pkl", "item": "itm_emb_np.pkl"}
 MAPPER_FILES = {"user": ("ml100k_user.json", "uid", "user_id"), "item": ("ml100k_item.json", "iid", "item_id")}
 VARIANTS = ("base", "con", "gen")
-ORIGINAL_MODELS = {"base": "lightgcn", "con": "lightgcn_plus", "gen": "lightgcn_gene"}
-PLUGIN_RUNS = {
-    "base": ("LightGCN", "LightGCN.yaml"),
-    "con": ("LightGCN_RLM", "LightGCN_RLM-con.yaml"),
-    "gen": ("LightGCN_RLM", "LightGCN_RLM-gen.yaml"),
-}
+BACKBONES = {"lightgcn": "LightGCN", "sgl": "SGL"}  # the original's model name: the plugin's
+
+
+def original_model(backbone, variant):
+    return backbone + {"base": "", "con": "_plus", "gen": "_gene"}[variant]
+
+
+def plugin_run(backbone, variant):
+    r"""The plugin's model and its recipe file for ``variant`` of ``backbone``."""
+    model = BACKBONES[backbone]
+    if variant == "base":
+        return model, f"{model}.yaml"
+    return f"{model}_RLM", f"{model}_RLM-{variant}.yaml"
+
 EVAL_USERS_PER_BATCH = 1024  # RLMRec's test batch_size
 
 
@@ -195,7 +207,6 @@ def build_profiles(name, data_path, store_dir):
     profiles, the default embedder); returns its directory."""
     from recbole.data import create_dataset, data_preparation
 
-    from recbole_llm import Config
     from recbole_llm.build import ensure_profiles
 
     config = plugin_config("LightGCN_RLM", os.path.join(RECIPES, "LightGCN_RLM-con.yaml"), name, data_path, store_dir, 2020, {})
@@ -228,17 +239,24 @@ def prepare_split(kind, split_seed, work):
 
 
 def prepare_original(rlmrec_dir, work):
-    r"""A patched copy of ``rlmrec_dir``'s ``encoder/`` under ``work`` (the checkout is not touched)."""
+    r"""A patched copy of ``rlmrec_dir``'s ``encoder/`` under ``work`` (the checkout is not touched),
+    made again when the patch file changed."""
     copy = os.path.join(work, f"rlmrec-{RLMREC_COMMIT}-cpu")
-    if os.path.isfile(os.path.join(copy, "PATCHED")):
-        return copy
+    marker = os.path.join(copy, "PATCHED")
+    with open(PATCH, "rb") as f:
+        patch_sha = hashlib.sha256(f.read()).hexdigest()
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            if f.read() == patch_sha:
+                return copy
     if not os.path.isfile(os.path.join(rlmrec_dir, "encoder", "train_encoder.py")):
         raise SystemExit(f"--rlmrec-dir {rlmrec_dir}: no encoder/train_encoder.py; clone HKUDS/RLMRec and check out {RLMREC_COMMIT}")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(os.path.join(rlmrec_dir, "encoder"), os.path.join(copy, "encoder"),
                     ignore=shutil.ignore_patterns("log", "checkpoint", "__pycache__"))
     subprocess.run(["git", "apply", PATCH], cwd=copy, check=True)
-    open(os.path.join(copy, "PATCHED"), "w").close()
+    with open(marker, "w") as f:
+        f.write(patch_sha)
     return copy
 
 
@@ -267,8 +285,8 @@ def parse_original_log(text):
             "best_epoch": int(best[-1].group(1)), "epochs": validated[-1] + 1}
 
 
-def run_original(copy, split, variant, seed, log_dir):
-    model = ORIGINAL_MODELS[variant]
+def run_original(copy, split, backbone, variant, seed, log_dir):
+    model = original_model(backbone, variant)
     command = [sys.executable, "encoder/train_encoder.py", "--model", model, "--dataset", "amazon", "--device", "cpu",
                "--seed", str(seed), "--data_dir", os.path.abspath(split["rlmrec_dir"])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
@@ -304,10 +322,10 @@ def plugin_config(model, recipe, name, data_path, store_dir, seed, extra, checkp
     return Config(model=model, dataset=name, config_file_list=[PROTOCOL, recipe], config_dict=config_dict, command_line=False)
 
 
-def run_plugin(split, variant, seed, extra):
+def run_plugin(split, backbone, variant, seed, extra):
     from ml100k import train_and_test
 
-    model, recipe = PLUGIN_RUNS[variant]
+    model, recipe = plugin_run(backbone, variant)
     checkpoint_dir = tempfile.mkdtemp(prefix="rlmrec_parity_")
     config = plugin_config(model, os.path.join(RECIPES, recipe), split["name"], split["data_path"], split["store_dir"],
                            seed, extra, checkpoint_dir)
@@ -336,7 +354,7 @@ def read_records(paths):
 
 
 def run_key(record):
-    return record["split"], record["side"], record["variant"], record["seed"]
+    return record["split"], record.get("backbone", "lightgcn"), record["side"], record["variant"], record["seed"]
 
 
 def _mean_std(values):
@@ -347,23 +365,25 @@ def _mean_std(values):
 
 
 def format_table(records):
-    r"""One markdown table: per split and side, each variant's test Recall@20 and NDCG@20 (mean ± std
-    over seeds, and per seed), epochs per seed, and the gain of the means over the side's own base."""
+    r"""One markdown table: per split, backbone and side, each variant's test Recall@20 and NDCG@20
+    (mean ± std over seeds, and per seed), epochs per seed, and the gain of the means over the side's
+    own base. Records without a backbone are LightGCN's (the harness's first runs)."""
     lines = [
-        "| split | side | variant | seeds | test Recall@20 | gain | test NDCG@20 | gain | Recall@20 per seed | epochs per seed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| split | backbone | side | variant | seeds | test Recall@20 | gain | test NDCG@20 | gain | Recall@20 per seed | epochs per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups = {}
     for record in records:
-        groups.setdefault((record["split"], record["side"]), {}).setdefault(record["variant"], {})[record["seed"]] = record
-    for (split, side), variants in groups.items():
+        group = (record["split"], BACKBONES[record.get("backbone", "lightgcn")], record["side"])
+        groups.setdefault(group, {}).setdefault(record["variant"], {})[record["seed"]] = record
+    for (split, backbone, side), variants in groups.items():
         base = variants.get("base", {})
         for variant in VARIANTS:
             runs = variants.get(variant)
             if not runs:
                 continue
             seeds = sorted(runs)
-            row = [split, side, variant, " ".join(map(str, seeds))]
+            row = [split, backbone, side, variant, " ".join(map(str, seeds))]
             for metric in ("recall@20", "ndcg@20"):
                 values = [runs[s]["test"][metric] for s in seeds]
                 row.append(_mean_std(values))
@@ -385,6 +405,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rlmrec-dir", help=f"a checkout of HKUDS/RLMRec at {RLMREC_COMMIT} (needed for --sides original)")
     parser.add_argument("--work", default="rlmrec-parity-work", help="split files, stores, patched copy, logs (default: %(default)s)")
+    parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=["lightgcn"])
     parser.add_argument("--splits", nargs="+", choices=sorted(SPLIT_RATIOS), default=["dense", "sparse"])
     parser.add_argument("--split-seed", type=int, default=2020, help="seed of the per-user random split (default %(default)s)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022], help="training seeds")
@@ -413,25 +434,24 @@ def main(argv=None):
     for seed in args.seeds:  # every split and side of one seed before the next seed: the early rows are complete
         for kind in args.splits:
             split = prepare_split(kind, args.split_seed, work)
-            for side in args.sides:
+            for backbone, side, variant in itertools.product(args.backbones, args.sides, args.variants):
                 label = side_label(side, args.plugin_set)
-                for variant in args.variants:
-                    if (split["name"], label, variant, seed) in done:
-                        continue
-                    start = time.perf_counter()
-                    if side == "original":
-                        test, valid, epochs = run_original(copy, split, variant, seed, log_dir)
-                    else:
-                        test, valid, epochs = run_plugin(split, variant, seed, extra)
-                    record = {"split": split["name"], "side": label, "variant": variant, "seed": seed,
-                              "test": test, "valid": valid, "epochs": epochs,
-                              "seconds": round(time.perf_counter() - start, 1), "plugin_set": extra if side == "plugin" else {}}
-                    records.append(record)
-                    print(f"{split['name']} {label} {variant} seed {seed}: test recall@20 {test['recall@20']:.4f} "
-                          f"ndcg@20 {test['ndcg@20']:.4f}, {epochs} epochs, {record['seconds']} s", flush=True)
-                    if args.record:
-                        with open(args.record, "a", encoding="utf-8") as f:
-                            f.write(json.dumps(record) + "\n")
+                if (split["name"], backbone, label, variant, seed) in done:
+                    continue
+                start = time.perf_counter()
+                if side == "original":
+                    test, valid, epochs = run_original(copy, split, backbone, variant, seed, log_dir)
+                else:
+                    test, valid, epochs = run_plugin(split, backbone, variant, seed, extra)
+                record = {"split": split["name"], "backbone": backbone, "side": label, "variant": variant, "seed": seed,
+                          "test": test, "valid": valid, "epochs": epochs,
+                          "seconds": round(time.perf_counter() - start, 1), "plugin_set": extra if side == "plugin" else {}}
+                records.append(record)
+                print(f"{split['name']} {backbone} {label} {variant} seed {seed}: test recall@20 {test['recall@20']:.4f} "
+                      f"ndcg@20 {test['ndcg@20']:.4f}, {epochs} epochs, {record['seconds']} s", flush=True)
+                if args.record:
+                    with open(args.record, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
     print(format_table(records))
     return 0
 

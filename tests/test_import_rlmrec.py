@@ -403,9 +403,12 @@ ORIGINAL = {
     ("amazon-book", "LightGCN_RLM-gen"): {"align": "gen", "n_layers": 2, "reg_weight": 1e-7, "mask_ratio": 0.15, "align_weight": 0.1, "align_temperature": 0.5},
     ("yelp", "LightGCN_RLM-gen"): {"align": "gen", "n_layers": 2, "reg_weight": 1e-7, "mask_ratio": 0.05, "align_weight": 0.01, "align_temperature": 0.1},
     ("steam", "LightGCN_RLM-gen"): {"align": "gen", "n_layers": 2, "reg_weight": 1e-6, "mask_ratio": 0.15, "align_weight": 0.1, "align_temperature": 0.5},
-    ("amazon-book", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "align_weight": 40.96, "align_temperature": 0.5, "drop_ratio": 0.2, "type": "ED"},
-    ("yelp", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "align_weight": 40.96, "align_temperature": 1.0, "drop_ratio": 0.2},
-    ("steam", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.5, "align_weight": 40.96, "align_temperature": 1.0, "drop_ratio": 0.2},
+    ("amazon-book", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "align_weight": 1e-2, "align_temperature": 0.5, "drop_ratio": 0.2, "type": "ED"},
+    ("yelp", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "align_weight": 1e-2, "align_temperature": 1.0, "drop_ratio": 0.2},
+    ("steam", "SGL_RLM-con"): {"n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.5, "align_weight": 1e-2, "align_temperature": 1.0, "drop_ratio": 0.2},
+    ("amazon-book", "SGL_RLM-gen"): {"align": "gen", "n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "mask_ratio": 0.2, "align_weight": 0.1, "align_temperature": 0.2},
+    ("yelp", "SGL_RLM-gen"): {"align": "gen", "n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.2, "mask_ratio": 0.15, "align_weight": 0.1, "align_temperature": 0.2},
+    ("steam", "SGL_RLM-gen"): {"align": "gen", "n_layers": 3, "reg_weight": 1e-5, "ssl_weight": 0.1, "ssl_tau": 0.5, "mask_ratio": 0.1, "align_weight": 0.1, "align_temperature": 0.2},
     ("amazon-book", "LightGCN"): {"n_layers": 3, "reg_weight": 1e-6},
     ("steam", "LightGCN"): {"n_layers": 2, "reg_weight": 1e-6},
     ("yelp", "SGL"): {"n_layers": 3, "reg_weight": 1e-6, "ssl_weight": 1e-3, "ssl_tau": 0.1, "drop_ratio": 0.2},
@@ -426,8 +429,8 @@ def test_dataset_properties_set_the_paper_protocol(dataset):
 
 def test_every_original_setting_has_a_file():
     assert set(ORIGINAL) <= set(MODEL_FILES)
-    assert {f for _, f in MODEL_FILES} == {"LightGCN", "LightGCN_RLM-con", "LightGCN_RLM-gen", "SGL", "SGL_RLM-con"}
-    assert len(MODEL_FILES) == 15
+    assert {f for _, f in MODEL_FILES} == {"LightGCN", "LightGCN_RLM-con", "LightGCN_RLM-gen", "SGL", "SGL_RLM-con", "SGL_RLM-gen"}
+    assert len(MODEL_FILES) == 18
 
 
 @pytest.mark.parametrize("dataset,name", MODEL_FILES)
@@ -445,6 +448,10 @@ def test_model_property_file(dataset, name):
     if model.startswith("LightGCN"):
         assert config["layer_combination"] == "sum"  # RLMRec's LightGCN
         assert (config["edge_dropout"], config["reg_scope"]) == (0.2, "all")  # its keep_rate 0.8 and reg_params
+    if model.startswith("SGL"):  # RLMRec's SGL: its LightGCN's sum and reg_params, views per step, batch means
+        rlmrec_sgl = {"type": "ED", "drop_ratio": 0.2, "view_sampling": "step", "layer_combination": "sum",
+                      "loss_reduction": "mean", "ssl_neg_items": True, "reg_scope": "all"}
+        assert {k: config[k] for k in rlmrec_sgl} == rlmrec_sgl
     if "align" in keys:
         assert name.endswith(config["align"])
         assert config["align_bias_init"] == "pytorch"  # RLMRec's MLPs keep PyTorch's default biases

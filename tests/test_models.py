@@ -2,7 +2,9 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import REPO, tiny_config_dict, tiny_data
+from recbole.model.general_recommender import SGL as RecBoleSGL
 from recbole.model.general_recommender import LightGCN
 from recbole.utils import init_seed
 
@@ -213,6 +215,86 @@ def test_reg_scope_all_regularises_every_parameter(tmp_path, align):
     squares = sum(parameter.detach().square().sum().item() for parameter in model.parameters())
     assert len(list(model.parameters())) == (2 if align == "none" else 2 + 1 + 4)  # tables; mask token, decoder
     assert PluginLightGCN.calculate_loss(model, interaction).item() == pytest.approx(float(bpr) + 0.5 * squares, rel=1e-5)
+
+
+def test_sgl_defaults_train_as_recboles_sgl(tmp_path):
+    config, model, train_data, *_ = make_model(tmp_path, model="SGL", reg_weight=0.1)
+    assert type(model) is get_model("SGL") and isinstance(model, RecBoleSGL)
+    assert (config["layer_combination"], config["view_sampling"], config["loss_reduction"]) == ("mean", "epoch", "sum")
+    assert (config["ssl_neg_items"], config["reg_scope"]) == (False, "batch")
+    model.train()  # RecBole's SGL draws the epoch's two views here
+    assert model.views() == (model.sub_graph1, model.sub_graph2)
+    users, items = model.forward(model.train_graph)
+    recbole_users, recbole_items = RecBoleSGL.forward(model, model.train_graph)
+    assert torch.equal(users, recbole_users) and torch.equal(items, recbole_items)
+    interaction = next(iter(train_data))
+    assert torch.allclose(model.calculate_loss(interaction), RecBoleSGL.calculate_loss(model, interaction), rtol=1e-6)
+
+
+def test_sgl_rlmrec_keys_give_rlmrecs_loss(tmp_path):
+    r"""RLMRec's SGL loss (encoder/models/general_cf/sgl.py), written out independently: BPR and
+    InfoNCE averaged over the batch, the negatives' views contrasted too, all parameters regularised."""
+    keys = {"loss_reduction": "mean", "ssl_neg_items": True, "reg_scope": "all", "layer_combination": "sum"}
+    _, model, train_data, *_ = make_model(tmp_path, model="SGL", reg_weight=0.5, ssl_weight=0.3, ssl_tau=0.2, **keys)
+    model.train()
+    interaction = next(iter(train_data))
+    user, pos, neg = interaction["user_id"], interaction["item_id"], interaction["neg_item_id"]
+    with torch.no_grad():
+        main, view1, view2 = (model.forward(graph) for graph in (model.train_graph, model.sub_graph1, model.sub_graph2))
+
+        def info_nce(side, rows):  # cross-entropy of each row's view 1 against every row of view 2
+            anchor, others = F.normalize(view1[side][rows], dim=1), F.normalize(view2[side], dim=1)
+            return F.cross_entropy(anchor @ others.T / 0.2, rows, reduction="sum")
+
+        bpr = -F.logsigmoid((main[0][user] * (main[1][pos] - main[1][neg])).sum(dim=1)).mean()
+        ssl = (info_nce(0, user) + info_nce(1, pos) + info_nce(1, neg)) / len(user)
+        squares = sum(parameter.square().sum() for parameter in model.parameters())
+        expected = bpr + 0.5 * squares + 0.3 * ssl
+        assert model.calculate_loss(interaction).item() == pytest.approx(expected.item(), rel=1e-5)
+        # The layer sum: ego + the n_layers propagations.
+        ego, layer = model.get_ego_embeddings(), model.get_ego_embeddings()
+        total = ego.clone()
+        for _ in range(model.n_layers):
+            layer = torch.sparse.mm(model.train_graph, layer)
+            total += layer
+        assert torch.allclose(torch.cat(main), total, atol=1e-6)
+
+
+def test_sgl_step_views_drop_a_fresh_share_of_the_normalised_graph(tmp_path):
+    _, model, *_ = make_model(tmp_path, model="SGL", view_sampling="step", drop_ratio=0.2)
+    model.train()
+    assert not hasattr(model, "sub_graph1")  # no per-epoch views drawn
+    whole = model.train_graph.coalesce()
+    values = dict(zip(map(tuple, whole.indices().T.tolist()), whole.values().tolist()))
+    first, second = (view.coalesce() for view in model.views())
+    for view in (first, second):
+        assert 0.7 * whole._nnz() < view._nnz() < 0.9 * whole._nnz()
+        kept = dict(zip(map(tuple, view.indices().T.tolist()), view.values().tolist()))
+        assert all(values[position] == value for position, value in kept.items())  # not renormalised
+    assert not torch.equal(first.indices(), second.indices())
+    assert not torch.equal(model.views()[0].coalesce().indices(), first.indices())  # fresh per step
+
+
+def test_sgl_step_views_need_edge_dropout(tmp_path):
+    with pytest.raises(ValueError, match="view_sampling=step .* type='ND'"):
+        make_model(tmp_path, model="SGL", view_sampling="step", type="ND")
+
+
+@pytest.mark.parametrize("key, value", [("view_sampling", "batch"), ("loss_reduction", "avg"), ("ssl_neg_items", "yes")])
+def test_bad_sgl_training_keys_are_refused_by_the_config(key, value):
+    with pytest.raises(ValueError, match=f"{key}="):
+        Config(model="SGL", dataset="ml-100k", config_dict={key: value}, command_line=False)
+
+
+@pytest.mark.parametrize("align", ["con", "gen"])
+def test_sgl_rlm_trains_with_rlmrecs_sgl(tmp_path, align):
+    keys = {"loss_reduction": "mean", "ssl_neg_items": True, "reg_scope": "all", "layer_combination": "sum", "view_sampling": "step"}
+    _, model, train_data, *_ = make_model(tmp_path, model="SGL_RLM", align=align, **keys)
+    assert isinstance(model, get_model("SGL")) and model.view_sampling == "step"
+    model.train()
+    *base_losses, alignment = model.calculate_loss(next(iter(train_data)))
+    (sum(base_losses) + alignment).backward()
+    assert alignment.item() > 0 and model.user_embedding.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("align", ["con", "gen"])

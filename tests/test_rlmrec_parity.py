@@ -3,11 +3,11 @@ the split writer, the vector export order, the parser of the original's log and 
 
 import collections
 import os
-import pickle
 import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import FIXTURES, REPO
 
@@ -117,8 +117,8 @@ def test_a_log_without_a_final_test_result_is_refused_with_its_last_lines():
         parity.parse_original_log(unfinished)
 
 
-def record(side, variant, seed, recall, ndcg, epochs=30, split="s"):
-    return {"split": split, "side": side, "variant": variant, "seed": seed,
+def record(side, variant, seed, recall, ndcg, epochs=30, split="s", **backbone):
+    return {"split": split, **backbone, "side": side, "variant": variant, "seed": seed,
             "test": {"recall@20": recall, "ndcg@20": ndcg}, "epochs": epochs}  # fmt: skip
 
 
@@ -127,11 +127,32 @@ def test_the_table_gives_means_spreads_seeds_and_gains_over_each_sides_own_base(
         record("original", "base", 1, 0.20, 0.10), record("original", "base", 2, 0.22, 0.12),
         record("original", "con", 1, 0.22, 0.11), record("original", "con", 2, 0.24, 0.13),
         record("plugin", "base", 1, 0.30, 0.20, epochs=12), record("plugin", "gen", 1, 0.27, 0.21, epochs=9),
+        record("plugin", "base", 1, 0.10, 0.10, backbone="sgl"), record("plugin", "con", 1, 0.11, 0.10, backbone="sgl"),
     ]  # fmt: skip
-    rows = {tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[4:-1]]
+    rows = {tuple(c.strip() for c in line.split("|")[1:5]): [c.strip() for c in line.split("|")[5:-1]]
             for line in parity.format_table(records).splitlines()[2:]}  # fmt: skip
-    assert set(rows) == {("s", "original", "base"), ("s", "original", "con"), ("s", "plugin", "base"), ("s", "plugin", "gen")}
-    assert rows[("s", "original", "base")] == ["1 2", "0.2100 ± 0.0141", "", "0.1100 ± 0.0141", "", "0.2000 0.2200", "30 30"]
+    assert set(rows) == {("s", "LightGCN", "original", "base"), ("s", "LightGCN", "original", "con"),
+                         ("s", "LightGCN", "plugin", "base"), ("s", "LightGCN", "plugin", "gen"),
+                         ("s", "SGL", "plugin", "base"), ("s", "SGL", "plugin", "con")}  # fmt: skip
+    assert rows[("s", "LightGCN", "original", "base")] == ["1 2", "0.2100 ± 0.0141", "", "0.1100 ± 0.0141", "", "0.2000 0.2200", "30 30"]
     # gains: 0.23 / 0.21 - 1 = +9.5%, 0.12 / 0.11 - 1 = +9.1%; the plugin's against the plugin's base
-    assert rows[("s", "original", "con")][1:5] == ["0.2300 ± 0.0141", "+9.5%", "0.1200 ± 0.0141", "+9.1%"]
-    assert rows[("s", "plugin", "gen")] == ["1", "0.2700 ± 0.0000", "-10.0%", "0.2100 ± 0.0000", "+5.0%", "0.2700", "9"]
+    assert rows[("s", "LightGCN", "original", "con")][1:5] == ["0.2300 ± 0.0141", "+9.5%", "0.1200 ± 0.0141", "+9.1%"]
+    assert rows[("s", "LightGCN", "plugin", "gen")] == ["1", "0.2700 ± 0.0000", "-10.0%", "0.2100 ± 0.0000", "+5.0%", "0.2700", "9"]
+    # each backbone against its own base (records without a backbone are LightGCN's)
+    assert rows[("s", "SGL", "plugin", "con")][1:3] == ["0.1100 ± 0.0000", "+10.0%"]
+
+
+@pytest.mark.parametrize("backbone", sorted(parity.BACKBONES))
+def test_each_backbones_variants_name_an_original_model_and_a_plugin_recipe(backbone):
+    with open(parity.PATCH) as f:
+        patch = f.read()
+    for variant in parity.VARIANTS:
+        model, recipe = parity.plugin_run(backbone, variant)
+        assert os.path.isfile(os.path.join(parity.RECIPES, recipe)), recipe
+        with open(os.path.join(parity.RECIPES, recipe)) as f:
+            keys = yaml.safe_load(f)
+        assert keys.get("align", "none") == {"base": "none"}.get(variant, variant)
+        assert model == parity.BACKBONES[backbone] + ("" if variant == "base" else "_RLM")
+        # the CPU patch reaches every aligned original model the harness runs (they put the profiles on CUDA)
+        patched = f"b/encoder/models/general_cf/{parity.original_model(backbone, variant)}.py" in patch
+        assert patched == (variant != "base")

@@ -18,7 +18,7 @@ An :class:`EmbeddingAdapter` tells the alignment where a base keeps its embeddin
   (``embedding_size`` by default; NGCF, GCCF and SpectralCF concatenate layers, so their final
   embeddings are wider than their ego embeddings);
 - ``methods(base)``: methods that ``<Base>_RLM`` overrides in ``base`` (default none), e.g. an
-  ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (SGL);
+  ``ego_method`` and a ``forward`` reading it for a base that builds its ego embeddings inline (RecBole's SGL);
 - ``eval_embeddings(model)``: the (users, items) final embeddings outside training, which
   cold-start scoring scores with (default: ``final_embeddings`` of ``model.forward()``);
 - ``loss_terms(losses, align_loss)``: the loss tuple ``calculate_loss`` returns (default: the base's
@@ -43,10 +43,11 @@ DCCF, AutoCF       ``get_ego_embeddings()`` gives the ego embeddings. DCCF compu
 NCL                :class:`NCLAdapter`: the default, but the alignment term goes before NCL's
                    prototype loss (see there). NCL's structural and prototype views come from
                    its one propagation: under Gen they see the masked ego embeddings.
-SGL                :class:`SGLAdapter`: SGL's ``forward(graph)`` builds its ego embeddings
-                   inline; SGL_RLM gets a ``get_ego_embeddings()`` and a ``forward`` reading it.
-                   The step's first forward is the main graph's; the two sub-graph views
-                   come after it and are never masked.
+SGL                :class:`SGLAdapter` (the plugin's SGL, which ``SGL_RLM`` builds on):
+                   ``forward(graph)``; the step's first forward is the main graph's, the
+                   two augmented views come after it and are never masked. RecBole's SGL
+                   (a user's ``rlm(recbole SGL)``): :class:`RecBoleSGLAdapter`, which adds
+                   a ``get_ego_embeddings()`` and a ``forward`` reading it.
 NGCF, SpectralCF,  :class:`ConcatLayersAdapter`: the final embeddings concatenate the layers,
 GCCF               wider than the ego embeddings.
 DGCF               ego embeddings from ``_get_ego_embeddings()``.
@@ -70,10 +71,12 @@ interaction)`` (the step's item ids, per group) and ``masked_outputs(model, inte
 
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.general_recommender import BPR, DGCF, NCL, NGCF, SGL, SpectralCF
+from recbole.model.general_recommender import BPR, DGCF, NCL, NGCF, SpectralCF
+from recbole.model.general_recommender import SGL as RecBoleSGL
 from recbole.model.sequential_recommender import BERT4Rec
 
 from recbole_llm.model.general_recommender.gccf import GCCF
+from recbole_llm.model.general_recommender.sgl import SGL
 from recbole_llm.model.sequential import AlignedSequentialRecommender
 
 
@@ -121,9 +124,16 @@ class ConcatLayersAdapter(EmbeddingAdapter):
 
 
 class SGLAdapter(EmbeddingAdapter):
-    r"""RecBole's SGL: gives SGL_RLM an ego method and a ``forward`` that reads it.
+    r"""The plugin's SGL: ``forward(graph)``; outside training its embeddings are the main graph's."""
 
-    The ``forward`` is SGL's (mean of the layers over ``graph``, a sparse graph or one per layer).
+    def eval_embeddings(self, model):
+        return model.forward(model.train_graph)
+
+
+class RecBoleSGLAdapter(SGLAdapter):
+    r"""RecBole's SGL: gives ``<SGL>_RLM`` an ego method and a ``forward`` that reads it.
+
+    The ``forward`` is RecBole SGL's (mean of the layers over ``graph``, a sparse graph or one per layer).
     """
 
     def methods(self, base):
@@ -137,9 +147,6 @@ class SGLAdapter(EmbeddingAdapter):
             return torch.split(mean, [self.n_users, self.n_items])
 
         return {"get_ego_embeddings": table_embeddings, "forward": forward}
-
-    def eval_embeddings(self, model):
-        return model.forward(model.train_graph)
 
 
 class EmbeddingTableAdapter(EmbeddingAdapter):
@@ -261,6 +268,7 @@ ADAPTERS = {
     SequentialRecommender: SequentialAdapter(),
     BERT4Rec: BERT4RecAdapter(),
     SGL: SGLAdapter(),
+    RecBoleSGL: RecBoleSGLAdapter(),
     BPR: EmbeddingTableAdapter(),
     NCL: NCLAdapter(),
     DGCF: DGCFAdapter(),

@@ -4,7 +4,7 @@ Checked once, when the :class:`~recbole_llm.config.Config` is built, before any 
 model reads them from the config in its ``__init__`` as RecBole's models do.
 """
 
-from recbole_llm.checks import choice, integer, keyword_or, number, optional
+from recbole_llm.checks import boolean, choice, integer, keyword_or, number, optional
 
 ALIGNMENTS = ("con", "gen", "none")
 BIAS_INITS = ("zeros", "pytorch")
@@ -15,6 +15,8 @@ COLD_START = ("none", "knn", "projector")
 COLD_START_NORMS = ("none", "warm_mean")
 LAYER_COMBINATIONS = ("mean", "sum")
 REG_SCOPES = ("batch", "all")
+VIEW_SAMPLINGS = ("epoch", "step")
+LOSS_REDUCTIONS = ("sum", "mean")
 
 MODEL_KEYS = {
     "align": choice(*ALIGNMENTS),
@@ -32,8 +34,12 @@ MODEL_KEYS = {
     "cold_start_k": integer(minimum=1),
     "cold_start_norm": choice(*COLD_START_NORMS),
     "cold_start_ridge": number(minimum=0, open_minimum=True),
-    # The plugin's LightGCN (properties/model/LightGCN.yaml): RecBole's training by default, RLMRec's on request.
+    # The plugin's LightGCN and SGL (properties/model/LightGCN.yaml, SGL.yaml): RecBole's training by
+    # default, RLMRec's on request.
     "layer_combination": choice(*LAYER_COMBINATIONS),
     "edge_dropout": number(minimum=0, maximum=1, open_maximum=True),
     "reg_scope": choice(*REG_SCOPES),
+    "view_sampling": choice(*VIEW_SAMPLINGS),
+    "loss_reduction": choice(*LOSS_REDUCTIONS),
+    "ssl_neg_items": boolean(),
 }
