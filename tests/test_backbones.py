@@ -570,6 +570,29 @@ def test_sgl_rlm_forward_equals_sgls(tmp_path, profile_dir, view_type):
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, sgls))
 
 
+@pytest.mark.parametrize("align", ["con", "gen"])
+def test_rlm_of_recboles_own_sgl_trains_with_its_forward(tmp_path, profile_dir, align, monkeypatch):
+    r"""``SGL_RLM`` builds on the plugin's SGL; a user's ``rlm()`` of RecBole's SGL class still gets an
+    ego method and RecBole's forward (RecBoleSGLAdapter)."""
+    from recbole.model.general_recommender import SGL
+
+    import recbole_llm.model.rlm as rlm_module
+    from recbole_llm import rlm
+
+    monkeypatch.setattr(rlm_module, "_CLASSES", dict(rlm_module._CLASSES))  # keep SGL_RLM the plugin's for later tests
+    monkeypatch.setattr(rlm_module, "SGL_RLM", rlm_module.aligned_model("SGL_RLM"))
+    config, _, train_data, _, _ = tiny_data(tmp_path, model="SGL_RLM", **{**TINY.get("SGL", {}), "profile_dir": profile_dir, "align": align})
+    init_seed(config["seed"], config["reproducibility"])
+    model = rlm(SGL)(config, train_data._dataset)
+    assert not isinstance(model, get_model("SGL")) and isinstance(model, SGL)
+    ready_for_a_step(model)
+    ours, sgls = model.forward(model.sub_graph1), SGL.forward(model, model.sub_graph1)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, sgls))
+    *base_losses, alignment = model.calculate_loss(next(iter(train_data)))
+    (sum(base_losses) + alignment).backward()
+    assert alignment.item() > 0 and model.user_embedding.weight.grad.abs().sum() > 0
+
+
 def test_gen_masks_only_nodes_with_training_interactions(tmp_path, profile_dir):
     # A masked node without neighbours cannot be reconstructed from them; in NGCF (which
     # normalises each layer) its all-zero outputs made the gradients overflow to NaN on ml-100k.

@@ -76,7 +76,7 @@ from recbole.model.general_recommender import SGL as RecBoleSGL
 from recbole.model.sequential_recommender import BERT4Rec
 
 from recbole_llm.model.general_recommender.gccf import GCCF
-from recbole_llm.model.general_recommender.sgl import SGL
+from recbole_llm.model.general_recommender.sgl import SGL, propagate
 from recbole_llm.model.sequential import AlignedSequentialRecommender
 
 
@@ -138,13 +138,7 @@ class RecBoleSGLAdapter(SGLAdapter):
 
     def methods(self, base):
         def forward(self, graph):
-            all_embeddings = self.get_ego_embeddings()
-            embeddings_list = [all_embeddings]
-            for layer_graph in graph if isinstance(graph, list) else [graph] * self.n_layers:
-                all_embeddings = torch.sparse.mm(layer_graph, all_embeddings)
-                embeddings_list.append(all_embeddings)
-            mean = torch.stack(embeddings_list, dim=1).mean(dim=1)
-            return torch.split(mean, [self.n_users, self.n_items])
+            return propagate(self, graph, "mean")
 
         return {"get_ego_embeddings": table_embeddings, "forward": forward}
 

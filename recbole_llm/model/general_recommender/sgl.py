@@ -19,6 +19,19 @@ from recbole.model.general_recommender.sgl import SGL as RecBoleSGL
 from recbole_llm.model.general_recommender.graph_base import drop_edges
 
 
+def propagate(model, graph, layer_combination):
+    r"""SGL's forward: ``model``'s ego embeddings through ``n_layers`` products with ``graph`` (one
+    sparse graph, or one per layer), the layers' ``mean`` or ``sum``; returns (users, items)."""
+    all_embeddings = model.get_ego_embeddings()
+    embeddings_list = [all_embeddings]
+    for layer_graph in graph if isinstance(graph, list) else [graph] * model.n_layers:
+        all_embeddings = torch.sparse.mm(layer_graph, all_embeddings)
+        embeddings_list.append(all_embeddings)
+    layers = torch.stack(embeddings_list, dim=1)
+    final = layers.sum(dim=1) if layer_combination == "sum" else layers.mean(dim=1)
+    return torch.split(final, [model.n_users, model.n_items])
+
+
 class SGL(RecBoleSGL):
     r"""RecBole's SGL, with RLMRec's training choices as keys (RecBole's by default).
 
@@ -59,14 +72,7 @@ class SGL(RecBoleSGL):
         return torch.cat([self.user_embedding.weight, self.item_embedding.weight])
 
     def forward(self, graph):
-        all_embeddings = self.get_ego_embeddings()
-        embeddings_list = [all_embeddings]
-        for layer_graph in graph if isinstance(graph, list) else [graph] * self.n_layers:
-            all_embeddings = torch.sparse.mm(layer_graph, all_embeddings)
-            embeddings_list.append(all_embeddings)
-        layers = torch.stack(embeddings_list, dim=1)
-        final = layers.sum(dim=1) if self.layer_combination == "sum" else layers.mean(dim=1)
-        return torch.split(final, [self.n_users, self.n_items])
+        return propagate(self, graph, self.layer_combination)
 
     def views(self):
         r"""The two augmented graphs of this training step."""
