@@ -398,6 +398,17 @@ def format_table(records):
     return "\n".join(lines)
 
 
+def shown(record, args):
+    r"""Whether ``--table`` shows ``record``: each of ``--splits``, ``--backbones``, ``--sides`` (the
+    plugin side as labelled by ``--plugin-set``) that was given narrows the table."""
+    kind = record["split"].split("-")[1]
+    if args.splits and kind not in args.splits:
+        return False
+    if args.backbones and record.get("backbone", "lightgcn") not in args.backbones:
+        return False
+    return not args.sides or record["side"] in {side_label(side, args.plugin_set) for side in args.sides}
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -405,19 +416,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rlmrec-dir", help=f"a checkout of HKUDS/RLMRec at {RLMREC_COMMIT} (needed for --sides original)")
     parser.add_argument("--work", default="rlmrec-parity-work", help="split files, stores, patched copy, logs (default: %(default)s)")
-    parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=["lightgcn"])
-    parser.add_argument("--splits", nargs="+", choices=sorted(SPLIT_RATIOS), default=["dense", "sparse"])
+    parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), help="default: lightgcn (with --table: all)")
+    parser.add_argument("--splits", nargs="+", choices=sorted(SPLIT_RATIOS), help="default: dense sparse (with --table: all)")
     parser.add_argument("--split-seed", type=int, default=2020, help="seed of the per-user random split (default %(default)s)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022], help="training seeds")
-    parser.add_argument("--sides", nargs="+", choices=["original", "plugin"], default=["original", "plugin"])
+    parser.add_argument("--sides", nargs="+", choices=["original", "plugin"],
+                        help="default: original plugin (with --table: all; plugin means the --plugin-set label)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config keys for every plugin run")
     parser.add_argument("--record", help="append each run to this JSON-lines file (runs already in it are skipped)")
-    parser.add_argument("--table", nargs="+", metavar="FILE", help="print the table of recorded runs, train nothing")
+    parser.add_argument("--table", nargs="+", metavar="FILE",
+                        help="print the table of recorded runs (those of --splits, --backbones, --sides if given), train nothing")
     args = parser.parse_args(argv)
     if args.table:
-        print(format_table(read_records(args.table)))
+        print(format_table([r for r in read_records(args.table) if shown(r, args)]))
         return 0
+    args.backbones, args.splits = args.backbones or ["lightgcn"], args.splits or ["dense", "sparse"]
+    args.sides = args.sides or ["original", "plugin"]
     if "original" in args.sides and not args.rlmrec_dir:
         parser.error("--sides original needs --rlmrec-dir (a checkout of HKUDS/RLMRec at commit 2241375)")
 

@@ -2,6 +2,7 @@ r"""The parity harness's own pieces (benchmarks/rlmrec_parity.py), without the o
 the split writer, the vector export order, the parser of the original's log and the table."""
 
 import collections
+import json
 import os
 import sys
 
@@ -156,3 +157,24 @@ def test_each_backbones_variants_name_an_original_model_and_a_plugin_recipe(back
         # the CPU patch reaches every aligned original model the harness runs (they put the profiles on CUDA)
         patched = f"b/encoder/models/general_cf/{parity.original_model(backbone, variant)}.py" in patch
         assert patched == (variant != "base")
+
+
+def test_the_table_can_be_narrowed_to_splits_backbones_and_sides(tmp_path, capsys):
+    path = tmp_path / "record.jsonl"
+    records = [
+        record("original", "base", 1, 0.2, 0.1, split="ml100k-sparse-2020"),
+        record("plugin", "base", 1, 0.3, 0.2, split="ml100k-sparse-2020"),
+        record("plugin[a=1]", "base", 1, 0.4, 0.2, split="ml100k-sparse-2020"),
+        record("plugin[a=1]", "base", 1, 0.5, 0.2, split="ml100k-dense-2020"),
+        record("plugin[a=1]", "base", 1, 0.6, 0.2, split="ml100k-sparse-2020", backbone="sgl"),
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def shown(*argv):
+        assert parity.main(["--table", str(path), *argv]) == 0
+        return sorted(float(line.split("|")[6].split()[0]) for line in capsys.readouterr().out.splitlines()[2:])
+
+    assert shown() == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert shown("--sides", "plugin", "--plugin-set", "a=1") == [0.4, 0.5, 0.6]
+    assert shown("--sides", "original", "plugin", "--splits", "sparse", "--backbones", "lightgcn") == [0.2, 0.3]
+    assert shown("--backbones", "sgl") == [0.6]
