@@ -570,6 +570,25 @@ def test_sgl_rlm_forward_equals_sgls(tmp_path, profile_dir, view_type):
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, sgls))
 
 
+@pytest.mark.parametrize("base", ["SGL", "SimGCL"])
+@pytest.mark.parametrize("mask_views", ["first", "all"])
+def test_gen_masks_the_steps_first_view_or_all_its_views(tmp_path, profile_dir, base, mask_views, monkeypatch):
+    _, model, train_data, _, _ = make(tmp_path, profile_dir, base, "gen", mask_views=mask_views, mask_ratio=0.3)
+    ready_for_a_step(model)
+    model.alignment.mask_token.data.fill_(7.0)  # masked rows are recognisable
+    masked_rows, original = [], model.get_ego_embeddings
+
+    def recording():
+        ego = original()
+        masked_rows.append(set((ego == 7.0).all(dim=1).nonzero().view(-1).tolist()))
+        return ego
+
+    monkeypatch.setattr(model, "get_ego_embeddings", recording)
+    model.calculate_loss(next(iter(train_data)))
+    assert len(masked_rows) == 3 and len(masked_rows[0]) == int(0.3 * len(model.mask_candidates))  # main view + two augmented
+    assert masked_rows[1:] == ([masked_rows[0]] * 2 if mask_views == "all" else [set(), set()])
+
+
 @pytest.mark.parametrize("align", ["con", "gen"])
 def test_rlm_of_recboles_own_sgl_trains_with_its_forward(tmp_path, profile_dir, align, monkeypatch):
     r"""``SGL_RLM`` builds on the plugin's SGL; a user's ``rlm()`` of RecBole's SGL class still gets an

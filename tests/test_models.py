@@ -280,7 +280,7 @@ def test_sgl_step_views_need_edge_dropout(tmp_path):
         make_model(tmp_path, model="SGL", view_sampling="step", type="ND")
 
 
-@pytest.mark.parametrize("key, value", [("view_sampling", "batch"), ("loss_reduction", "avg"), ("ssl_neg_items", "yes")])
+@pytest.mark.parametrize("key, value", [("view_sampling", "batch"), ("loss_reduction", "avg"), ("ssl_neg_items", "yes"), ("mask_views", "main")])
 def test_bad_sgl_training_keys_are_refused_by_the_config(key, value):
     with pytest.raises(ValueError, match=f"{key}="):
         Config(model="SGL", dataset="ml-100k", config_dict={key: value}, command_line=False)

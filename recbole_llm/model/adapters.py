@@ -37,7 +37,8 @@ LightGCN, SimGCL,  the default: ``forward()`` returns (users, items, ...) and
 DCCF, AutoCF       ``get_ego_embeddings()`` gives the ego embeddings. DCCF computes its
                    contrastive views inside that one propagation, so under Gen they see the
                    masked ego embeddings like the main view; SimGCL's perturbed views are
-                   separate ``forward`` calls after the main one: never masked. AutoCF's
+                   separate ``forward`` calls after the main one: masked only with
+                   ``mask_views: all``. AutoCF's
                    training view is its masked-graph ``forward``; its seed scoring reads the
                    embedding tables directly, never masked.
 NCL                :class:`NCLAdapter`: the default, but the alignment term goes before NCL's
@@ -45,7 +46,8 @@ NCL                :class:`NCLAdapter`: the default, but the alignment term goes
                    its one propagation: under Gen they see the masked ego embeddings.
 SGL                :class:`SGLAdapter` (the plugin's SGL, which ``SGL_RLM`` builds on):
                    ``forward(graph)``; the step's first forward is the main graph's, the
-                   two augmented views come after it and are never masked. RecBole's SGL
+                   two augmented views come after it, masked only with ``mask_views: all``.
+                   RecBole's SGL
                    (a user's ``rlm(recbole SGL)``): :class:`RecBoleSGLAdapter`, which adds
                    a ``get_ego_embeddings()`` and a ``forward`` reading it.
 NGCF, SpectralCF,  :class:`ConcatLayersAdapter`: the final embeddings concatenate the layers,

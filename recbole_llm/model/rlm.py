@@ -10,7 +10,8 @@ Reference:
 
 - ``con``: :class:`~recbole_llm.model.alignment.ContrastiveAlignment` on the final embeddings;
 - ``gen``: :class:`~recbole_llm.model.alignment.GenerativeAlignment`, masking the ego embeddings
-  before the step's propagation;
+  before the step's first propagation (``mask_views: all``: before every propagation of the step,
+  as RLMRec's SGL and SimGCL mask their augmented views too);
 - ``none``: the base alone.
 
 ``cold_start`` (``knn``, ``projector``; default ``none``) scores users and items without training
@@ -57,6 +58,7 @@ class AlignedRecommender(ColdStartRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.align = config["align"]
+        self.mask_views = config["mask_views"]
         self.alignment = None
         self._step = None
         if not self.reads_profiles(config):
@@ -112,12 +114,17 @@ class AlignedRecommender(ColdStartRecommender):
         return output
 
     def mask_ego(self, ego_embeddings):
-        r"""Gen: mask the ego embeddings of the step's first propagation (training only)."""
+        r"""Gen: mask the ego embeddings of the step's first propagation (training only); with
+        ``mask_views: all``, the step's later propagations get the same nodes masked."""
         step = self._step
-        if self.align != "gen" or step is None or step.seeds is not None:
+        if self.align != "gen" or step is None:
             return ego_embeddings
-        masked, step.seeds = self.alignment.mask(ego_embeddings, self.mask_candidates)
-        return masked
+        if step.seeds is None:
+            masked, step.seeds = self.alignment.mask(ego_embeddings, self.mask_candidates)
+            return masked
+        if self.mask_views == "all":
+            return self.alignment.replace(ego_embeddings, step.seeds)
+        return ego_embeddings
 
     def draw_reconstructed_nodes(self):
         r"""Gen on a base without propagation (BPR): draw this step's nodes as :meth:`mask_ego`

@@ -8,6 +8,7 @@ from recbole_llm.checks import boolean, choice, integer, keyword_or, number, opt
 
 ALIGNMENTS = ("con", "gen", "none")
 BIAS_INITS = ("zeros", "pytorch")
+MASK_VIEWS = ("first", "all")
 USER_NEGATIVES = ("all", "batch")
 MISSING_POLICIES = ("error", "zero", "mean")
 ALIGNED_USERS = ("all", "profiled", "none")
@@ -24,6 +25,7 @@ MODEL_KEYS = {
     "align_temperature": optional(number(minimum=0, open_minimum=True)),
     "mask_ratio": number(minimum=0, maximum=1, open_minimum=True, open_maximum=True),
     "mask_sample_size": optional(integer(minimum=2)),
+    "mask_views": choice(*MASK_VIEWS),
     "align_user_negatives": choice(*USER_NEGATIVES),
     "align_sample_size": optional(integer(minimum=2)),
     "profile_reduce_dim": optional(keyword_or("auto", integer(minimum=1))),
