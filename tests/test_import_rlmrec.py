@@ -452,6 +452,7 @@ def test_model_property_file(dataset, name):
         rlmrec_sgl = {"type": "ED", "drop_ratio": 0.2, "view_sampling": "step", "layer_combination": "sum",
                       "loss_reduction": "mean", "ssl_neg_items": True, "reg_scope": "all"}
         assert {k: config[k] for k in rlmrec_sgl} == rlmrec_sgl
+        assert config["mask_views"] == ("all" if name.endswith("-gen") else "first")  # sgl_gene masks every view
     if "align" in keys:
         assert name.endswith(config["align"])
         assert config["align_bias_init"] == "pytorch"  # RLMRec's MLPs keep PyTorch's default biases
