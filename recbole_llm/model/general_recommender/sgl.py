@@ -85,8 +85,9 @@ class SGL(RecBoleSGL):
         user, pos_item, neg_item = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         user_all, item_all = self.forward(self.train_graph)  # first: the main view, which the alignment reads
         graph1, graph2 = self.views()
-        user_sub1, item_sub1 = self.forward(graph1)
-        user_sub2, item_sub2 = self.forward(graph2)
+        # Each view normalised once: the InfoNCE terms index rows of these.
+        user_sub1, item_sub1 = (F.normalize(e, dim=1) for e in self.forward(graph1))
+        user_sub2, item_sub2 = (F.normalize(e, dim=1) for e in self.forward(graph2))
         items = (pos_item, neg_item) if self.ssl_neg_items else (pos_item,)
         ssl = self.info_nce(user_sub1, user_sub2, user) + sum(self.info_nce(item_sub1, item_sub2, i) for i in items)
         user_e = user_all[user]
@@ -96,10 +97,11 @@ class SGL(RecBoleSGL):
         return bpr + self.reg_weight * self.regulariser(user, pos_item, neg_item) + self.ssl_weight * ssl
 
     def info_nce(self, view1, view2, rows):
-        r"""SGL's InfoNCE, summed over ``rows``: each row's two views against all rows of view 2."""
-        anchor = F.normalize(view1[rows], dim=1)
-        positive = torch.exp((anchor * F.normalize(view2[rows], dim=1)).sum(dim=1) / self.ssl_tau)
-        total = torch.exp(anchor.matmul(F.normalize(view2, dim=1).T) / self.ssl_tau).sum(dim=1)
+        r"""SGL's InfoNCE, summed over ``rows``: each row's two views against all rows of view 2
+        (``view1``, ``view2``: row-normalised)."""
+        anchor = view1[rows]
+        positive = torch.exp((anchor * view2[rows]).sum(dim=1) / self.ssl_tau)
+        total = torch.exp(anchor.matmul(view2.T) / self.ssl_tau).sum(dim=1)
         return -torch.log(positive / total).sum()
 
     def regulariser(self, user, pos_item, neg_item):
