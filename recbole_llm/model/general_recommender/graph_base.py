@@ -2,11 +2,12 @@ r"""
 Shared pieces of the plugin's graph recommenders
 ################################################
 
-Not a model: what SimGCL, GCCF, DCCF and AutoCF share (and LightGCN's edge dropout).
+Not a model: what SimGCL, GCCF, DCCF and AutoCF share (and LightGCN's and SGL's edge dropout and regulariser).
 
 - :func:`normalized_adjacency` / :func:`symmetric_normalize`: the user-item graph
   ``D^{-1/2} A D^{-1/2}`` (optionally with self-loops, ``A + I``) as a torch sparse tensor, nodes
-  ordered users then items as in RecBole's LightGCN; :func:`drop_edges`: RLMRec's edge dropout.
+  ordered users then items as in RecBole's LightGCN; :func:`drop_edges`: RLMRec's edge dropout;
+  :func:`squared_norm`: RLMRec's regulariser over all parameters.
 - :class:`GraphRecommender`: a RecBole ``GeneralRecommender`` with user/item embedding tables,
   the training graph, ``get_ego_embeddings()``, the BPR + L2 loss of the main view
   (:meth:`~GraphRecommender.bpr_loss`), and LightGCN's ``predict`` / ``full_sort_predict``. A model
@@ -44,6 +45,12 @@ def drop_edges(adjacency, ratio):
     keep = torch.rand(adjacency._nnz(), device=adjacency.device) >= ratio
     indices, values = adjacency._indices()[:, keep], adjacency._values()[keep]
     return torch.sparse_coo_tensor(indices, values, adjacency.shape, check_invariants=False)
+
+
+def squared_norm(module):
+    r"""The sum of the squared L2 norms of all of ``module``'s parameters (RLMRec's ``reg_params``;
+    the plugin's ``reg_scope: all``)."""
+    return sum(parameter.square().sum() for parameter in module.parameters())
 
 
 def bipartite_edges(n_users, n_items, users, items, self_loop=False):

@@ -15,7 +15,7 @@ Reference code:
 import torch
 from recbole.model.general_recommender.lightgcn import LightGCN as RecBoleLightGCN
 
-from recbole_llm.model.general_recommender.graph_base import drop_edges
+from recbole_llm.model.general_recommender.graph_base import drop_edges, squared_norm
 
 
 class LightGCN(RecBoleLightGCN):
@@ -66,5 +66,4 @@ class LightGCN(RecBoleLightGCN):
         user = user_all[interaction[self.USER_ID]]
         pos_scores = torch.mul(user, item_all[interaction[self.ITEM_ID]]).sum(dim=1)
         neg_scores = torch.mul(user, item_all[interaction[self.NEG_ITEM_ID]]).sum(dim=1)
-        reg_loss = sum(parameter.square().sum() for parameter in self.parameters())
-        return self.mf_loss(pos_scores, neg_scores) + self.reg_weight * reg_loss
+        return self.mf_loss(pos_scores, neg_scores) + self.reg_weight * squared_norm(self)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.general_recommender.sgl import SGL as RecBoleSGL
 
-from recbole_llm.model.general_recommender.graph_base import drop_edges
+from recbole_llm.model.general_recommender.graph_base import drop_edges, squared_norm
 
 
 def propagate(model, graph, layer_combination):
@@ -106,5 +106,5 @@ class SGL(RecBoleSGL):
 
     def regulariser(self, user, pos_item, neg_item):
         if self.reg_scope == "all":
-            return sum(parameter.square().sum() for parameter in self.parameters())
+            return squared_norm(self)
         return self.reg_loss(self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item))
